@@ -1,0 +1,155 @@
+"""Typed, strict configuration loading.
+
+Every stage reads exactly one section of ``params.yaml`` into a frozen dataclass.
+All fields are required (no silent defaults: each knob lives once, in params.yaml) and
+unknown keys are refused, with an error naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A params file does not match the typed config it is loaded into."""
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """Read a YAML params file into a dict (empty file -> empty dict)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: params file not found")
+    with path.open() as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return data
+
+
+def load_section(cls: type[T], section: str, params_path: str | Path = "params.yaml") -> T:
+    """Load ``section`` of ``params_path`` into the frozen dataclass ``cls``."""
+    data = load_params(params_path)
+    if section not in data:
+        raise ConfigError(f"{params_path}: missing section '{section}'")
+    return from_mapping(cls, data[section], where=f"{params_path}: {section}")
+
+
+def from_mapping(cls: type[T], mapping: Any, where: str) -> T:
+    """Build dataclass ``cls`` from a mapping, checking keys and types recursively."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(mapping).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(mapping) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key '{unknown[0]}'" + (f" (and {unknown[1:]})" if unknown[1:] else "")
+            + f"; allowed keys: {sorted(fields)}"
+        )
+    kwargs = {}
+    for name, field in fields.items():
+        if name not in mapping:
+            has_default = (field.default is not dataclasses.MISSING
+                           or field.default_factory is not dataclasses.MISSING)
+            if has_default:
+                continue
+            raise ConfigError(f"{where}: missing key '{name}'")
+        kwargs[name] = _coerce(hints[name], mapping[name], f"{where}.{name}")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, where)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(allowed)}")
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {args}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+            return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        items = [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        kt, vt = get_args(tp) or (Any, Any)
+        return {_coerce(kt, k, where): _coerce(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected null, got {value!r}")
+        return None
+    raise TypeError(f"{where}: unsupported config type {tp!r}")
+
+
+def leaf_keys(cls: type, prefix: str = "") -> list[str]:
+    """Dotted names of every leaf field of a config dataclass (for dvc.yaml ``params:``)."""
+    hints = typing.get_type_hints(cls)
+    keys = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(tp):
+            keys.extend(leaf_keys(tp, name + "."))
+        else:
+            keys.append(name)
+    return keys
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain-dict view of a config (for checkpoints and logs)."""
+    return dataclasses.asdict(config)

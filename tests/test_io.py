@@ -1,0 +1,58 @@
+"""Atomic writers and format round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.io import (atomic_dir, atomic_path, read_json, read_parquet, write_json, write_npy,
+                         write_parquet)
+
+
+def test_parquet_round_trip_keeps_types(tmp_path):
+    df = pd.DataFrame({"id": ["a", "b"], "n": [1, 2], "x": [0.5, 1.5],
+                       "tags": [["red", "circle"], []]})
+    write_parquet(df, tmp_path / "t.parquet")
+    back = read_parquet(tmp_path / "t.parquet")
+    assert back["id"].tolist() == ["a", "b"] and back["n"].dtype == np.int64
+    assert [list(t) for t in back["tags"]] == [["red", "circle"], []]
+
+
+def test_json_and_npy_round_trip(tmp_path):
+    write_json({"b": 1, "a": [1.5]}, tmp_path / "m.json")
+    assert read_json(tmp_path / "m.json") == {"a": [1.5], "b": 1}
+    arr = np.arange(12, dtype=np.float16).reshape(3, 4)
+    write_npy(arr, tmp_path / "a.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy", mmap_mode="r"), arr)
+
+
+def test_atomic_path_leaves_old_file_on_failure(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_dir_replaces_whole_and_cleans_up(tmp_path):
+    target = tmp_path / "d"
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(ValueError):
+        with atomic_dir(target) as tmp:
+            (tmp / "b").write_text("2")
+            raise ValueError
+    assert sorted(p.name for p in target.iterdir()) == ["a"]
+    with atomic_dir(target) as tmp:
+        (tmp / "c").write_text("3")
+    assert sorted(p.name for p in target.iterdir()) == ["c"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_read_parquet_missing_file_is_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="did the stage that writes it run"):
+        read_parquet(tmp_path / "missing.parquet")
