@@ -1,0 +1,107 @@
+"""The ``macvr`` command: every DVC stage and the user utilities behind one ``--help``.
+
+Subcommands are imported lazily (a stage may pull in torch or CLIP), so ``macvr --help`` is fast.
+Each stage subcommand is the same typer command DVC runs as ``python -m stages.<name>``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+import typer.main
+from typer.core import TyperGroup
+
+# name -> (module:attribute of a typer app or command function, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare": ("stages.prepare:app", "Stage: build videos/captions tables (synthetic or a real dataset)."),
+    "frames": ("stages.frames:app", "Stage: sample frames with decord (CLIP frames + VLM JPEGs)."),
+    "tag-text": ("stages.tag_text:app", "Stage: textual tags for each caption (LLM or offline tagger)."),
+    "tag-video": ("stages.tag_video:app", "Stage: visual tags for each video (video LLM or offline tagger)."),
+    "clean-tags": ("stages.clean_tags:app", "Stage: clean raw LLM responses into tags.parquet + statistics."),
+    "backbone": ("stages.backbone:app", "Stage: provide CLIP weights (official ViT-B/32 or a tiny CLIP trained here)."),
+    "features": ("stages.features:app", "Stage: cache frozen CLIP features (frames, captions, tag sentences)."),
+    "train": ("stages.train:app", "Stage: train DiCoSA or MAC-VR (cached features or end to end)."),
+    "evaluate": ("stages.evaluate:app", "Stage: retrieval metrics t2v/v2t with none, QB-Norm and DSL."),
+    "report": ("stages.report:app", "Stage: tag histograms, concept t-SNE, qualitative ranks (PNG + HTML)."),
+    "metrics": ("pipeline.retrieval.command:metrics", "Retrieval metrics for any similarity matrix (JSON on stdout)."),
+    "search": ("pipeline.search:search", "Rank the indexed test gallery for a free-text query."),
+    "check-params": ("pipeline.cli:check_params", "Validate every stage's section of a params file."),
+}
+
+
+def _load(target: str):
+    module_name, attr = target.split(":")
+    obj = getattr(importlib.import_module(module_name), attr)
+    if not isinstance(obj, typer.Typer):
+        single = typer.Typer(add_completion=False)
+        single.command()(obj)
+        obj = single
+    return typer.main.get_command(obj)
+
+
+class LazyGroup(TyperGroup):
+    """A typer group whose subcommands are imported only when invoked (``--help`` stays fast).
+
+    It subclasses typer's own group class: typer ships a private copy of click, so its usage
+    errors are only rendered as usage errors by typer's classes, not by a plain ``click.Group``.
+    """
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name: str):
+        if name not in COMMANDS:
+            return None
+        command = _load(COMMANDS[name][0])
+        command.help = command.help or COMMANDS[name][1]
+        return command
+
+    def format_commands(self, ctx, formatter) -> None:
+        # List from COMMANDS: the default listing would import every subcommand for its help.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_) for name, (_, help_) in COMMANDS.items()])
+
+
+app = typer.Typer(cls=LazyGroup, add_completion=False, no_args_is_help=True,
+                  rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _version(value: bool) -> None:
+    if value:
+        from pipeline import __version__
+
+        typer.echo(f"macvr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Show the version and exit.")) -> None:
+    """MAC-VR text-to-video retrieval with modality-specific tags.
+
+    The pipeline is a DVC DAG: run `dvc repro` to rebuild everything, `dvc exp run -S
+    section.key=value` to sweep, `dvc metrics diff` to compare. Each stage below is also a
+    command (`macvr frames --help`), identical to what dvc.yaml runs.
+    """
+
+
+def check_params(params: str = typer.Argument("params.yaml", help="Params file to validate.")) -> None:
+    """Load every stage's section into its typed config; report the first error of each."""
+    from pipeline.config import ConfigError, load_section
+
+    failures = 0
+    for name, (target, _) in COMMANDS.items():
+        module_name = target.split(":")[0]
+        if not module_name.startswith("stages."):
+            continue
+        module = importlib.import_module(module_name)
+        for section, cls in getattr(module, "PARAMS", {}).items():
+            try:
+                load_section(cls, section, params)
+                typer.echo(f"ok    {name:12s} [{section}]")
+            except ConfigError as err:
+                failures += 1
+                typer.echo(f"ERROR {name:12s} {err}", err=True)
+    if failures:
+        raise typer.Exit(1)

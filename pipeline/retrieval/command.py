@@ -1,0 +1,186 @@
+"""``macvr metrics SIM.npy``: retrieval metrics of a saved similarity matrix, JSON on stdout.
+
+Only the JSON goes to stdout (so it pipes into ``jq`` or a file); the one-line summary,
+tie warnings and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+
+from pipeline.retrieval.evaluation import (MACVR_REFERENCE, DSLConfig, QBNormConfig, RetrievalConfig,
+                                           evaluate_all)
+from pipeline.retrieval.metrics import check_caption_video, check_scores
+
+_REF = MACVR_REFERENCE
+
+
+class Ties(str, Enum):
+    optimistic = "optimistic"
+    pessimistic = "pessimistic"
+    average = "average"
+
+
+def _load_matrix(path: Path, option: str) -> np.ndarray:
+    """A 2-D real, NaN-free array from a ``.npy`` file, or a BadParameter naming ``option``."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise typer.BadParameter(f"{path}: not a readable .npy array ({err})", param_hint=option) from None
+    if not isinstance(arr, np.ndarray):  # np.load returns an NpzFile for .npz archives
+        raise typer.BadParameter(f"{path}: expected one array saved with numpy.save (.npy), "
+                                 "got an .npz archive", param_hint=option)
+    try:
+        return check_scores(arr, str(path))
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint=option) from None
+
+
+def _parse_ids(path: Path) -> np.ndarray:
+    """Ground-truth columns from ``.npy`` (1-D ints), ``.json`` (list of ints) or text (one per line)."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise ValueError(f"not a readable .npy array ({err})") from None
+    text = path.read_text()
+    if suffix == ".json":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"invalid JSON ({err})") from None
+        if not isinstance(values, list):
+            raise ValueError(f"expected a JSON list of integers, got {type(values).__name__}")
+        for i, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"entry {i} is {v!r}, not an integer")
+        return np.asarray(values, dtype=np.int64).reshape(-1)
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():  # tolerate trailing blank lines only
+        lines.pop()
+    values = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            values.append(int(line.strip()))
+        except ValueError:
+            raise ValueError(f"line {number}: {line!r} is not an integer") from None
+    return np.asarray(values, dtype=np.int64)
+
+
+def _load_ids(path: Path, n_rows: int, n_cols: int) -> np.ndarray:
+    try:
+        return check_caption_video(_parse_ids(path), n_rows, n_cols, name=str(path))
+    except ValueError as err:
+        msg = str(err) if str(err).startswith(str(path)) else f"{path}: {err}"
+        raise typer.BadParameter(msg, param_hint="--ids") from None
+
+
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise typer.BadParameter(f"must be > 0, got {value}")
+    return value
+
+
+_FILE = dict(exists=True, dir_okay=False, readable=True)
+
+
+def metrics(
+    sim: Annotated[Path, typer.Argument(
+        metavar="SIM.npy", **_FILE,
+        help="Similarity matrix saved with numpy.save: rows = text queries, columns = videos, "
+             "higher = more similar. Without --ids the ground truth is the diagonal.")],
+    ids: Annotated[Optional[Path], typer.Option(
+        "--ids", metavar="FILE", **_FILE,
+        help="Ground truth for multi-caption test sets: for each row of SIM, the 0-based column "
+             "of its video. Formats by extension: .npy (1-D integer array), .json (a list of "
+             "integers), anything else = text with one integer per line. Several rows may "
+             "share a column; every column needs at least one row (for video-to-text).")] = None,
+    querybank: Annotated[Optional[Path], typer.Option(
+        "--querybank", metavar="P.npy", **_FILE,
+        help="Text-to-video querybank for QB-Norm: querybank text queries (e.g. training "
+             "captions) x the same videos as SIM's columns. Enables t2v 'qb'.")] = None,
+    querybank_v2t: Annotated[Optional[Path], typer.Option(
+        "--querybank-v2t", metavar="P.npy", **_FILE,
+        help="Video-to-text querybank for QB-Norm: querybank videos (e.g. training videos) x "
+             "the same captions as SIM's rows. Enables v2t 'qb'.")] = None,
+    qb_beta: Annotated[float, typer.Option(
+        callback=_positive, help="QB-Norm inverse temperature beta (both directions).")] = _REF.qb_t2v.beta,
+    qb_k: Annotated[int, typer.Option(
+        min=1, help="QB-Norm: an item is a querybank hit when it is in a querybank query's "
+                    "top-k (both directions).")] = _REF.qb_t2v.k,
+    qb_threshold: Annotated[int, typer.Option(
+        min=1, help="QB-Norm t2v theta: videos that are hits for at least this many querybank "
+                    "queries form the activation set.")] = _REF.qb_t2v.theta,
+    qb_threshold_v2t: Annotated[int, typer.Option(
+        min=1, help="QB-Norm v2t theta (captions hit by at least this many querybank "
+                    "videos).")] = _REF.qb_v2t.theta,
+    dsl_temp: Annotated[float, typer.Option(
+        callback=_positive, help="Dual-softmax temperature (both directions).")] = _REF.dsl.t2v_temp,
+    ties: Annotated[Ties, typer.Option(
+        help="Tie policy for equal scores: optimistic = 1 + number of items scoring strictly "
+             "higher (the usual benchmark code); pessimistic also counts the other tied items; "
+             "average takes the mean of the two.")] = Ties(_REF.ties),
+) -> None:
+    """Retrieval metrics of a similarity matrix, as JSON on stdout.
+
+    Prints {"t2v": {"none": {...}, "dsl": {...}, "qb": {...}}, "v2t": {...}} where each leaf
+    holds R1, R5, R10, R50 (recall at k in percent, 0-100, as in the papers' tables), MdR
+    (median rank) and MnR (mean rank), ranks being 1-based. "none" ranks SIM as is; "dsl" is
+    the dual softmax; "qb" is QB-Norm with the dynamic inverted softmax, present for a direction
+    only when its querybank is given. Video-to-text ranks each video by its best-ranked
+    ground-truth caption. Defaults are the official MAC-VR evaluation settings (QB-Norm's own
+    paper uses --qb-beta 20 --qb-threshold 1 --qb-threshold-v2t 1).
+
+    Example: macvr metrics sim.npy --ids caption_video.txt --querybank qb.npy | jq .t2v.dsl
+    """
+    matrix = _load_matrix(sim, "SIM")
+    n_rows, n_cols = matrix.shape
+    if ids is None and n_rows != n_cols:
+        raise typer.BadParameter(
+            f"{sim}: {n_rows}x{n_cols} is not square, so the ground truth cannot be the diagonal; "
+            "pass --ids with each row's video column", param_hint="SIM")
+    caption_video = None if ids is None else _load_ids(ids, n_rows, n_cols)
+    bank_t2v = None if querybank is None else _load_matrix(querybank, "--querybank")
+    if bank_t2v is not None and bank_t2v.shape[1] != n_cols:
+        raise typer.BadParameter(
+            f"{querybank}: has {bank_t2v.shape[1]} columns but SIM has {n_cols} videos; the t2v "
+            "querybank must score the same videos", param_hint="--querybank")
+    bank_v2t = None if querybank_v2t is None else _load_matrix(querybank_v2t, "--querybank-v2t")
+    if bank_v2t is not None and bank_v2t.shape[1] != n_rows:
+        raise typer.BadParameter(
+            f"{querybank_v2t}: has {bank_v2t.shape[1]} columns but SIM has {n_rows} captions (rows); "
+            "the v2t querybank must score the same captions", param_hint="--querybank-v2t")
+
+    config = RetrievalConfig(
+        ties=ties.value,
+        dsl=DSLConfig(t2v_temp=dsl_temp, v2t_temp=dsl_temp),
+        qb_t2v=QBNormConfig(beta=qb_beta, k=qb_k, theta=qb_threshold),
+        qb_v2t=QBNormConfig(beta=qb_beta, k=qb_k, theta=qb_threshold_v2t),
+    )
+    typer.echo(f"{sim}: {n_rows} queries x {n_cols} videos ({matrix.dtype}), ground truth "
+               f"{'diagonal' if ids is None else f'from {ids}'}, ties {ties.value}", err=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = evaluate_all(matrix, caption_video, bank_t2v, bank_v2t, config=config)
+        except ValueError as err:  # inconsistent inputs found by the library (e.g. a video without captions)
+            typer.echo(f"Error: {err}", err=True)
+            raise typer.Exit(1) from None
+    for warning in caught:
+        typer.echo(f"warning: {warning.message}", err=True)
+    typer.echo(json.dumps(result, indent=2))
+
+
+# typer 0.29 keeps single line breaks inside later help paragraphs, which garbles the wrapped
+# --help text; re-flow each docstring paragraph into one line so it wraps to the terminal.
+metrics.__doc__ = "\n\n".join(" ".join(paragraph.split())
+                                for paragraph in inspect.cleandoc(metrics.__doc__ or "").split("\n\n"))
