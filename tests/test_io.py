@@ -56,3 +56,17 @@ def test_atomic_dir_replaces_whole_and_cleans_up(tmp_path):
 def test_read_parquet_missing_file_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="did the stage that writes it run"):
         read_parquet(tmp_path / "missing.parquet")
+
+
+def test_atomic_outputs_get_umask_permissions(tmp_path):
+    import os
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "f") as tmp:
+            tmp.write_text("x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "a").write_text("1")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

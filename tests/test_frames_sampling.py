@@ -1,0 +1,132 @@
+"""Frame sampling formula, per-frame transforms and FramesConfig validation (no video I/O)."""
+
+from __future__ import annotations
+
+import io
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.config import ConfigError, leaf_keys, load_section
+from pipeline.frames import FramesConfig, timestamps, uniform_indices
+from pipeline.frames.transforms import clip_frame, vlm_jpeg, vlm_size
+
+VALID = dict(num_frames=12, image_size=64, vlm_num_frames=8, vlm_max_side=336, jpeg_quality=90,
+             workers=2, on_error="raise")
+
+
+def test_uniform_indices_match_segment_centres():
+    for total in range(1, 81):
+        for samples in range(1, 25):
+            got = uniform_indices(total, samples)
+            if total < samples:
+                assert got == list(range(total))
+                continue
+            want = [math.floor((i + Fraction(1, 2)) * total / samples) for i in range(samples)]
+            assert got == want, (total, samples)
+            assert all(a < b for a, b in zip(got, got[1:])) and 0 <= got[0] and got[-1] < total
+
+
+def test_uniform_indices_known_values():
+    assert uniform_indices(12, 12) == list(range(12))
+    assert uniform_indices(5, 12) == [0, 1, 2, 3, 4]
+    assert uniform_indices(30, 12) == [1, 3, 6, 8, 11, 13, 16, 18, 21, 23, 26, 28]
+    assert uniform_indices(100, 4) == [12, 37, 62, 87]
+    assert uniform_indices(7, 1) == [3]
+
+
+@pytest.mark.parametrize("total,samples", [(0, 3), (5, 0), (-1, 2)])
+def test_uniform_indices_rejects_bad_counts(total, samples):
+    with pytest.raises(ValueError):
+        uniform_indices(total, samples)
+
+
+def test_timestamps():
+    assert timestamps([0, 5, 29], 10.0) == [0.0, 0.5, 2.9]
+    assert timestamps([3], 25) == [3 / 25]
+    with pytest.raises(ValueError):
+        timestamps([1], 0.0)
+
+
+@pytest.mark.parametrize("height,width,size", [
+    (240, 320, 224), (320, 240, 224), (96, 96, 64), (33, 97, 16), (97, 33, 16), (50, 70, 224),
+    (31, 64, 31), (360, 640, 224),
+])
+def test_clip_frame_equals_clip_preprocessing_geometry(height, width, size):
+    """Same pixels as CLIP's own Resize(S, BICUBIC) + CenterCrop(S) on a PIL image."""
+    from torchvision import transforms
+
+    rng = np.random.default_rng(height * 1000 + width)
+    frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    reference = transforms.Compose([
+        transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.CenterCrop(size),
+    ])(Image.fromarray(frame))
+    got = clip_frame(frame, size)
+    assert got.shape == (size, size, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, np.asarray(reference))
+
+
+def test_clip_frame_keeps_the_centre_of_a_wide_frame():
+    frame = np.zeros((32, 96, 3), np.uint8)
+    frame[:, :32] = (255, 0, 0)
+    frame[:, 32:64] = (0, 255, 0)
+    frame[:, 64:] = (0, 0, 255)
+    crop = clip_frame(frame, 16).astype(int)  # 32x96 -> 16x48, crop columns 16..31 = the centre
+    inner = crop[:, 2:-2]  # bicubic blends the band edges over ~2 px
+    assert (inner[..., 1] > 240).all() and (inner[..., [0, 2]] < 15).all()
+
+
+@pytest.mark.parametrize("width,height,max_side,want", [
+    (640, 480, 336, (336, 252)), (480, 640, 336, (252, 336)), (96, 96, 336, (96, 96)),
+    (336, 100, 336, (336, 100)), (1000, 3, 100, (100, 1)), (1920, 1080, 336, (336, 189)),
+])
+def test_vlm_size_caps_the_longer_side_and_never_upscales(width, height, max_side, want):
+    assert vlm_size(width, height, max_side) == want
+
+
+def test_vlm_jpeg_size_and_content():
+    frame = np.zeros((60, 100, 3), np.uint8)
+    frame[:] = (200, 40, 90)
+    data = vlm_jpeg(frame, 50, 90)
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "JPEG" and image.size == (50, 30)
+    assert np.abs(np.asarray(image).astype(int) - (200, 40, 90)).max() <= 4
+    assert Image.open(io.BytesIO(vlm_jpeg(frame, 500, 90))).size == (100, 60)
+    noisy = np.random.default_rng(0).integers(0, 256, (60, 100, 3), dtype=np.uint8)
+    assert len(vlm_jpeg(noisy, 100, 20)) < len(vlm_jpeg(noisy, 100, 95))
+
+
+def test_config_accepts_valid_values():
+    config = FramesConfig(**VALID)
+    assert config.num_frames == 12 and config.on_error == "raise"
+    with pytest.raises(AttributeError):
+        config.workers = 3  # frozen
+
+
+@pytest.mark.parametrize("key,value", [
+    ("num_frames", 0), ("image_size", -1), ("vlm_num_frames", 0), ("vlm_max_side", 0),
+    ("workers", 0), ("jpeg_quality", 0), ("jpeg_quality", 96), ("num_frames", True),
+    ("image_size", 64.0), ("on_error", "ignore"),
+])
+def test_config_rejects_bad_values_naming_the_key(key, value):
+    with pytest.raises(ValueError, match=key):
+        FramesConfig(**{**VALID, key: value})
+
+
+def test_config_loads_strictly_from_params(tmp_path):
+    import yaml
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"frames": VALID}))
+    assert load_section(FramesConfig, "frames", params) == FramesConfig(**VALID)
+    params.write_text(yaml.safe_dump({"frames": {**VALID, "fps": 3}}))
+    with pytest.raises(ConfigError, match="unknown key 'fps'"):
+        load_section(FramesConfig, "frames", params)
+    params.write_text(yaml.safe_dump({"frames": {k: v for k, v in VALID.items() if k != "workers"}}))
+    with pytest.raises(ConfigError, match="missing key 'workers'"):
+        load_section(FramesConfig, "frames", params)
+    assert leaf_keys(FramesConfig) == list(VALID)
