@@ -28,7 +28,8 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int | Fraction = 10, 
         with av.open(str(tmp), mode="w", format="mp4") as container:
             stream = container.add_stream("h264", rate=fps)
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.options = {"crf": str(crf), "preset": "veryfast"}
+            # mbtree rate control made bytes depend on process memory layout; off = reproducible output.
+            stream.options = {"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0"}
             for frame in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                     container.mux(packet)

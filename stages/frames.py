@@ -5,15 +5,15 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
 
-from pipeline.config import load_section
 from pipeline.frames import FramesConfig, FramesError, extract_frames
 from pipeline.io import read_parquet, write_json
+from stages.common import stage_config
 
+PARAMS = {"frames": FramesConfig}  # the params.yaml sections this stage reads
 app = typer.Typer(add_completion=False)
 
 
@@ -25,8 +25,7 @@ def main(
     metrics: Path | None = typer.Option(None, help="also write the summary here (DVC metric)"),
 ) -> None:
     """Decode uniformly sampled frames: CLIP crops (.npy) and VLM JPEGs (Parquet)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = load_section(FramesConfig, "frames", params)
+    config = stage_config(FramesConfig, "frames", params)
     # Relative video paths are relative to the repository root, where DVC runs stages.
     try:
         summary = extract_frames(config, read_parquet(videos), out, root=Path.cwd())

@@ -1,0 +1,102 @@
+"""The embedded synthetic dataset: short H.264 clips of moving shapes with partial captions.
+
+Video ``i`` of seed ``s`` is drawn from ``np.random.default_rng([s, 0, i])`` (the same clip
+whatever ``num_videos`` is) and the split from ``default_rng([s, 1])``, so a seed fixes the
+tables and the video bytes. Captions each state part of their scene (``synth_captions``); the
+scenes themselves go to ``synthetic_truth.json`` for debugging and reports only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.data.common import Annotations, VideoEntry
+from pipeline.data.synth_captions import sample_captions, scene_facts
+from pipeline.data.synth_render import render_scene
+from pipeline.data.synth_scene import sample_scene
+from pipeline.videoio import write_video
+
+TRUTH_FILE = "synthetic_truth.json"
+VIDEO_SUBDIR = "videos"
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Size and randomness of the synthetic dataset.
+
+    num_videos: clips in total; test_fraction: share of them in the test split (the rest is
+    train); captions_per_video: captions per clip, each about part of it; seed: fixes everything;
+    width/height: even pixel sizes; fps: integer frame rate; min/max_seconds: clip duration range.
+    """
+
+    num_videos: int
+    test_fraction: float
+    captions_per_video: int
+    seed: int
+    width: int
+    height: int
+    fps: int
+    min_seconds: float
+    max_seconds: float
+
+    def __post_init__(self) -> None:
+        if self.num_videos < 2:
+            raise ValueError(f"synthetic.num_videos must be >= 2 (a train and a test video), "
+                             f"got {self.num_videos}")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"synthetic.test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.captions_per_video < 1:
+            raise ValueError(f"synthetic.captions_per_video must be >= 1, got {self.captions_per_video}")
+        if self.seed < 0:
+            raise ValueError(f"synthetic.seed must be >= 0, got {self.seed}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value < 16 or value % 2:
+                raise ValueError(f"synthetic.{name} must be even and >= 16 (H.264 yuv420p), got {value}")
+        if self.fps < 1:
+            raise ValueError(f"synthetic.fps must be >= 1, got {self.fps}")
+        if not 0 < self.min_seconds <= self.max_seconds:
+            raise ValueError(f"synthetic: need 0 < min_seconds <= max_seconds, got "
+                             f"{self.min_seconds}, {self.max_seconds}")
+        if round(self.min_seconds * self.fps) < 2:
+            raise ValueError("synthetic: min_seconds * fps must give at least 2 frames")
+
+    def test_count(self) -> int:
+        """Videos in the test split: ``test_fraction`` of them, at least one of each split."""
+        return min(max(round(self.num_videos * self.test_fraction), 1), self.num_videos - 1)
+
+
+def video_ids(num_videos: int) -> list[str]:
+    width = max(4, len(str(num_videos - 1)))
+    return [f"synth{i:0{width}d}" for i in range(num_videos)]
+
+
+def build_synthetic(config: SyntheticConfig, work_dir: Path,
+                    out_dir: Path) -> tuple[Annotations, dict]:
+    """Write the clips under ``work_dir/videos`` and return annotations and ground truth.
+
+    Stored paths point into ``out_dir`` (where ``work_dir`` will be moved); probing reads the
+    files in ``work_dir``.
+    """
+    ids = video_ids(config.num_videos)
+    split_rng = np.random.default_rng([config.seed, 1])
+    test = set(split_rng.permutation(config.num_videos)[: config.test_count()].tolist())
+    (work_dir / VIDEO_SUBDIR).mkdir(parents=True, exist_ok=True)
+    videos, texts, truth = [], {}, {}
+    for i, vid in enumerate(tqdm(ids, desc="synthetic videos", unit="video")):
+        rng = np.random.default_rng([config.seed, 0, i])
+        seconds = rng.uniform(config.min_seconds, config.max_seconds)
+        scene = sample_scene(rng, max(2, round(seconds * config.fps)), config.fps)
+        captions = sample_captions(scene, config.captions_per_video, rng)
+        name = f"{VIDEO_SUBDIR}/{vid}.mp4"
+        write_video(work_dir / name, render_scene(scene, config.width, config.height), fps=config.fps)
+        split = "test" if i in test else "train"
+        videos.append(VideoEntry(vid, split, str(out_dir / name), local_path=str(work_dir / name)))
+        texts[vid] = [text for text, _ in captions]
+        truth[vid] = {"split": split, "scene": scene.to_dict(), "facts": sorted(scene_facts(scene)),
+                      "captions": [{"text": t, "mentions": sorted(m)} for t, m in captions]}
+    return Annotations("synthetic", videos, texts), truth

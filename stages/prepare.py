@@ -1,0 +1,32 @@
+"""Stage ``prepare``: build ``videos.parquet`` and ``captions.parquet`` for one dataset.
+
+python -m stages.prepare --params params.yaml --out data/prepared
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pipeline.data.prepare import PrepareConfig, prepare
+from stages.common import stage_config
+
+PARAMS = {"prepare": PrepareConfig}  # the params.yaml sections this stage reads
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (section 'prepare')"),
+    out: Path = typer.Option(..., help="output folder, replaced whole"),
+) -> None:
+    """Read the selected dataset (or generate the synthetic one) into the shared tables."""
+    config = stage_config(PrepareConfig, "prepare", params)
+    videos, captions = prepare(config, out)
+    for split, n in videos["split"].value_counts().sort_index().items():
+        typer.echo(f"{split}: {n} videos, {int((captions['split'] == split).sum())} captions")
+
+
+if __name__ == "__main__":
+    app()
