@@ -1,0 +1,114 @@
+"""OpenAI's ViT-B/32 weights: find them locally (or download), verify, load like ``clip.load``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from pipeline.backbone.arch import VIT_B_32, ClipArch, clip_module
+from pipeline.backbone.io import file_sha256
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "ViT-B/32"
+
+
+class BackboneError(RuntimeError):
+    """The requested CLIP weights are missing, corrupt or of the wrong architecture."""
+
+
+def official_sha256(name: str = MODEL_NAME) -> str:
+    """The checksum clip-anytorch embeds in its download URL for ``name``."""
+    url = clip_module().clip._MODELS[name]
+    return url.rstrip("/").split("/")[-2]
+
+
+def default_cache_path(name: str = MODEL_NAME) -> Path:
+    """Where ``clip.load(name)`` caches the archive: ``~/.cache/clip/<file>``."""
+    url = clip_module().clip._MODELS[name]
+    return Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+
+
+def resolve_path(path: Optional[str], name: str = MODEL_NAME) -> Path:
+    """The weights file to use: ``path``, else clip's cache, else a download (network)."""
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise BackboneError(f"backbone.path: {p} does not exist or is not a file")
+        return p
+    cached = default_cache_path(name)
+    if cached.is_file():
+        log.info("using clip's cached %s weights at %s", name, cached)
+        return cached
+    log.info("no local %s weights; downloading with clip.load (needs the network)", name)
+    clip = clip_module()
+    try:
+        # _download verifies the official SHA256 itself and leaves the file in the cache.
+        return Path(clip.clip._download(clip.clip._MODELS[name], str(cached.parent)))
+    except Exception as err:
+        raise BackboneError(
+            f"{name} weights are not at {cached} and downloading them failed ({err}). "
+            f"Copy OpenAI's {cached.name} there or set backbone.path to a local file."
+        ) from err
+
+
+def expected_sha256(setting: Optional[str], name: str = MODEL_NAME) -> Optional[str]:
+    """Resolve the ``sha256`` param: ``official`` -> clip's checksum, hex -> itself, null -> none."""
+    if setting == "official":
+        return official_sha256(name)
+    return setting
+
+
+def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict inside an OpenAI JIT archive, a plain state dict, or a macvr weights file."""
+    try:
+        with warnings.catch_warnings():  # torch 2.9+ flags torch.jit.load as deprecated
+            warnings.simplefilter("ignore", category=FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu").state_dict()
+    except RuntimeError:
+        pass  # not TorchScript: clip.load falls back to torch.load the same way
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise BackboneError(f"{path}: neither a TorchScript archive nor a state dict ({err})") from err
+    if isinstance(obj, dict) and obj.get("format") == "macvr-clip":
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise BackboneError(f"{path}: does not hold a CLIP state dict (a mapping of tensors)")
+    return dict(obj)
+
+
+def load_official(path: Optional[str], sha256: Optional[str], expected: ClipArch = VIT_B_32,
+                  name: str = MODEL_NAME) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Load official CLIP weights as a float32 CPU model, verifying checksum and architecture.
+
+    Mirrors ``clip.load(path, device="cpu", jit=False)``: ``build_model`` infers the widths
+    from the state dict (and converts to fp16), then ``.float()``. Returns the model and a
+    provenance dict (file, sha256) for the weights file's ``source``.
+    """
+    file = resolve_path(path, name)
+    want = expected_sha256(sha256, name)
+    got = file_sha256(file)
+    if want is None:
+        log.warning("backbone.sha256 is null: not verifying %s (sha256 %s)", file, got)
+    elif got != want:
+        raise BackboneError(f"{file}: SHA256 mismatch: file has {got}, expected {want} "
+                            f"(backbone.sha256: {sha256}); the file is corrupt or not {name}")
+    state = _state_dict_from_file(file)
+    clip = clip_module()
+    try:
+        model = clip.model.build_model(state)
+    except (KeyError, RuntimeError, AssertionError, ValueError, ZeroDivisionError) as err:
+        raise BackboneError(f"{file}: not a ViT CLIP state dict clip can build ({err!r})") from err
+    model = model.float().eval()
+    arch = ClipArch.of(model)
+    wrong = arch.mismatches(expected)
+    if wrong:
+        raise BackboneError(f"{file}: wrong architecture for {name}: " + "; ".join(wrong))
+    return model, {"kind": "vit-b-32", "name": name, "file": str(file), "file_sha256": got,
+                   "verified_sha256": want is not None}

@@ -1,0 +1,31 @@
+"""Typed configuration of the ``features`` stage (``params.yaml: features``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Frozen-CLIP feature extraction.
+
+    ``batch_size``: images (frames) or texts per forward pass. ``device``: ``auto`` takes CUDA
+    when available. Tag sentences: ``train_tag_draws`` (R) random draws of
+    ``train_tags_per_draw`` (N) tags per item for training, the first ``infer_tags`` (M) tags
+    for inference; ``seed`` fixes the draws (per item, independent of row order).
+    """
+
+    batch_size: int
+    device: Literal["cpu", "cuda", "auto"]
+    train_tag_draws: int
+    train_tags_per_draw: int
+    infer_tags: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "train_tag_draws", "train_tags_per_draw", "infer_tags"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"features.{name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"features.seed must be >= 0, got {self.seed}")

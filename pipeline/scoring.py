@@ -1,0 +1,279 @@
+"""Exact pairwise scoring of a caption set against a video gallery, in bounded memory.
+
+Every (caption i, video j) score needs caption i to pool video j's frames, then a confidence MLP
+per concept: there is no single embedding per item, so retrieval is a full pairwise pass. Two
+implementations produce the same numbers:
+
+``direct``: per tile, each pair's pooled video goes through the full confidence MLP
+(:meth:`MacVR.score_encoded`); ~1.07 M MACs per pair at D=512, K=8, N=12.
+
+``fast``: exact algebra on the same formula (not an approximation):
+  * the first MLP layer is linear in its concatenated input, so
+    W1 [e_t; e_av; e_at; e_v] = W1_t e_t + W1_at e_at (once per caption) + W1_av e_av (once per
+    video) + W1_v e_v (per pair);
+  * pooling and the concept split are linear, so W1_v e_v^k(i,j) = sum_n a_ijn (W1_v F'^k_jn):
+    the per-frame projections P_jn = W1_v F'^k_jn are computed once per video and each pair only
+    mixes N rows of them (N*K*H MACs instead of K*d*H -- cheaper whenever N < d);
+  * cos needs ||e_v^k(i,j)||^2 = a^T G^k_j a with the per-video Gram G^k_j = F'^k_j F'^k_j^T,
+    and the numerator <e_t^k(i), e_v^k(i,j)> = sum_n a_ijn <e_t^k(i), F'^k_jn>;
+  * the masked pooling logits <T_i, F'_jn> / tau (-inf on padding) come from one GEMM of
+    [T / tau, 1] with [F', mask bias].
+  Per pair this leaves ~N*K*H (hidden layer) + ~2*N*D MACs, about 70 k at D=512, K=8, N=12.
+  The hidden layer (K*H values per pair) is memory-bound, so it is tiled to stay cache-sized;
+  one ``baddbmm`` per tile forms b1 + W1_t e_t + W1_at e_at + W1_av e_av + sum_n a_n P_n (the
+  video-only term is folded into every frame's P_n, since the weights sum to 1).
+
+Memory is bounded by ``video_block`` (frames encoded and prepared at once) and ``text_block``
+(captions prepared at once), whatever the gallery and query-set sizes; the output [Nt, Nv] can
+be a preallocated array (e.g. a memory-mapped .npy). Speed: benchmarks/bench_scoring.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline.model.macvr import MacVR
+from pipeline.model.pooling import masked_pool_softmax
+
+ScoringMethod = Literal["fast", "direct"]
+
+#: Tile and block sizes measured with benchmarks/bench_scoring.py (see benchmarks/README.md).
+DEFAULT_TEXT_CHUNK = 16
+DEFAULT_VIDEO_CHUNK = 4
+DEFAULT_TEXT_BLOCK = 256
+DEFAULT_VIDEO_BLOCK = 256
+#: The direct form's tiles (the brief's reference: 16 x 16).
+DIRECT_CHUNK = 16
+
+
+@dataclass
+class QuerySide:
+    """Caption-only precomputation for ``fast_scores`` (Q captions), caption index innermost."""
+
+    logit_text: torch.Tensor  # [D+1, Q] = [T / tau, 1]^T: one GEMM with VideoSide.logit_frames gives masked logits
+    concepts: torch.Tensor    # e_t as [K, d, Q]
+    norms: torch.Tensor       # ||e_t^k|| as [K, Q]
+    hidden: torch.Tensor      # caption part of layer 1, W1_t e_t^k + W1_at e_at^k: [Q, K*H]
+
+    def __len__(self) -> int:
+        return self.hidden.shape[0]
+
+
+@dataclass
+class VideoSide:
+    """Video-only precomputation for ``fast_scores`` (V videos of N frame slots)."""
+
+    logit_frames: torch.Tensor  # [V*N, D+1] = [F', mask bias (0 or -inf)]
+    concepts: torch.Tensor      # F'^k as [K, V*N, d]
+    mask: torch.Tensor          # [V, N] bool
+    proj: torch.Tensor          # [V, N(+1), K*H]: W1_v F'^k_n plus the video-only term b1 + W1_av e_av^k
+                                # (folded into each frame, or appended as a row; see prepare_videos)
+    gram: torch.Tensor          # [V, K*N, N]: rows (k, m) of G^k = F'^k F'^k^T
+
+    def __len__(self) -> int:
+        return self.mask.shape[0]
+
+
+def _as_tensor(x, rows: slice, like: torch.Tensor) -> torch.Tensor:
+    """Rows of a numpy array (memmaps included) or tensor, on ``like``'s device and dtype."""
+    part = x[rows]
+    if isinstance(part, np.ndarray):
+        part = torch.from_numpy(np.ascontiguousarray(part))
+    return part.to(device=like.device, dtype=torch.bool if part.dtype == torch.bool else like.dtype)
+
+
+@torch.no_grad()
+def prepare_queries(model: MacVR, text: torch.Tensor, tags_t: torch.Tensor | None = None) -> QuerySide:
+    """Caption-side terms of the fast form: concepts, their norms and the caption part of layer 1."""
+    cfg = model.config
+    text = model.as_input(text, "text", (None, cfg.embed_dim))
+    conf = model.confidence
+    e_t = model.concept_split(text)  # [Q, K, d]
+    hidden = conf.slot_partial("text", e_t)  # [Q, K, H]
+    tags_t = model.tag_input(tags_t, cfg.use_textual_tags, "tags_t (textual tag sentences)", text.shape[0])
+    if tags_t is not None:
+        hidden = hidden + conf.slot_partial("tags_textual", model.concept_split(tags_t))
+    logit_text = torch.cat([text / cfg.pool_temperature, text.new_ones(text.shape[0], 1)], dim=1)
+    return QuerySide(logit_text=logit_text.t().contiguous(), concepts=e_t.permute(1, 2, 0).contiguous(),
+                     norms=e_t.norm(dim=-1).t().contiguous(), hidden=hidden.flatten(1).contiguous())
+
+
+@torch.no_grad()
+def prepare_videos(model: MacVR, frames: torch.Tensor, mask: torch.Tensor,
+                   tags_v: torch.Tensor | None = None) -> VideoSide:
+    """Video-side terms of the fast form from encoded frames F' [V, N, D] (see encode_frames)."""
+    cfg = model.config
+    frames = model.as_input(frames, "encoded frames", (None, None, cfg.embed_dim))
+    v, n, _ = frames.shape
+    mask = mask.to(device=frames.device, dtype=torch.bool)
+    conf = model.confidence
+    fk = model.concept_split(frames)  # [V, N, K, d]
+    proj = conf.slot_partial("video", fk)  # [V, N, K, H]
+    video_row = conf.fc1.bias.expand(v, cfg.num_concepts, -1)  # [V, K, H]
+    tags_v = model.tag_input(tags_v, cfg.use_visual_tags, "tags_v (visual tag sentences)", v)
+    if tags_v is not None:
+        video_row = video_row + conf.slot_partial("tags_visual", model.concept_split(tags_v))
+    if cfg.pool_masking == "before_softmax":
+        # The pooling weights sum to 1, so the video-only row folds into every frame's row.
+        proj = (proj + video_row[:, None]).flatten(2)  # [V, N, K*H]
+        bias = torch.zeros_like(mask, dtype=frames.dtype).masked_fill_(~mask, float("-inf"))
+    else:
+        # Official masking: weights sum to < 1; the row rides along as an extra frame of weight 1.
+        proj = torch.cat([proj, video_row[:, None]], dim=1).flatten(2)  # [V, N+1, K*H]
+        bias = torch.zeros_like(mask, dtype=frames.dtype)
+    gram = torch.einsum("vmkd,vnkd->vkmn", fk, fk).flatten(1, 2)  # [V, K*N, N]
+    concepts = fk.permute(2, 0, 1, 3).reshape(cfg.num_concepts, v * n, cfg.concept_dim)
+    logit_frames = torch.cat([frames, bias[..., None]], dim=-1).flatten(0, 1)
+    return VideoSide(logit_frames=logit_frames, concepts=concepts, mask=mask, proj=proj.contiguous(),
+                     gram=gram.contiguous())
+
+
+def _fast_block(model: MacVR, q: QuerySide, v: VideoSide, qs: slice, vs: slice, text_chunk: int,
+                buffer: torch.Tensor) -> torch.Tensor:
+    """Scores [J, I] of videos ``vs`` against queries ``qs`` with the split algebra.
+
+    Per-pair tensors keep the caption index innermost, so the reductions over frames and
+    concepts are vectorised across captions. The cheap terms (pooling weights, cosines: ~8 k MACs
+    per pair) are computed for the whole block; only the hidden layer (K*H values per pair) is
+    tiled ``text_chunk`` captions at a time, into ``buffer``, so that it stays cache-resident.
+    """
+    cfg = model.config
+    k_, h_ = cfg.num_concepts, cfg.confidence_hidden
+    i, j, n = qs.stop - qs.start, vs.stop - vs.start, v.mask.shape[1]
+    rows = slice(vs.start * n, vs.stop * n)
+    # Masked logits <T_i, F'_jn> / tau (-inf on padding) in one GEMM, then pooling weights a[j, n, i].
+    a = torch.softmax((v.logit_frames[rows] @ q.logit_text[:, qs]).view(j, n, i), dim=1)
+    if cfg.pool_masking == "after_softmax":
+        a = a * v.mask[vs, :, None]
+    # R[k, (j n), i] = <F'^k_jn, e_t^k(i)> -> numerators sum_n a_ijn R_ijnk: [K, J, I].
+    num = (torch.bmm(v.concepts[:, rows], q.concepts[:, :, qs]).view(k_, j, n, i) * a).sum(2)
+    sq = (torch.bmm(v.gram[vs], a).view(j, k_, n, i) * a[:, None]).sum(2)  # a^T G^k a: [J, K, I]
+    cos = num.transpose(0, 1).div_(sq.clamp_min_(0).sqrt_().mul_(q.norms[:, qs]))  # [J, K, I]
+    a_t = a.transpose(1, 2)  # [J, I, N] (a view: BLAS reads it transposed)
+    if v.proj.shape[1] > n:  # the video-only term is an extra frame of weight 1
+        a_t = torch.cat([a_t, a_t.new_ones(j, i, 1)], dim=-1)
+    fc2 = model.confidence.fc2
+    w2, proj, caption_part = fc2.weight[0], v.proj[vs], q.hidden[qs]
+    w = cos.new_empty(j, i, k_)
+    for t0 in range(0, i, text_chunk):
+        t1 = min(t0 + text_chunk, i)
+        hidden = buffer[: j * (t1 - t0) * k_ * h_].view(j, t1 - t0, k_ * h_)
+        # b1 + W1_t e_t + W1_at e_at + W1_av e_av + sum_n a_n W1_v F'_n, then ReLU: [J, It, K*H]
+        torch.baddbmm(caption_part[t0:t1], a_t[:, t0:t1], proj, out=hidden).relu_()
+        w[:, t0:t1] = hidden.view(j, t1 - t0, k_, h_) @ w2
+    return (w.add_(fc2.bias).transpose(1, 2) * cos).sum(1)
+
+
+def fast_scores(model: MacVR, queries: QuerySide, videos: VideoSide,
+                text_chunk: int = DEFAULT_TEXT_CHUNK, video_chunk: int = DEFAULT_VIDEO_CHUNK) -> torch.Tensor:
+    """Scores [Q, V] of prepared queries and videos (exact; see the module docstring).
+
+    All Q queries x ``video_chunk`` videos share one pass of the cheap per-pair terms (memory
+    ~ Q * video_chunk * N * K values); the hidden layer runs in ``text_chunk`` x ``video_chunk``
+    tiles (text_chunk * video_chunk * K * H values).
+    """
+    if text_chunk <= 0 or video_chunk <= 0:
+        raise ValueError(f"chunk sizes must be > 0, got text_chunk={text_chunk}, video_chunk={video_chunk}")
+    nq, nv = len(queries), len(videos)
+    out = queries.hidden.new_empty(nv, nq)
+    # One reused tile buffer: a fresh multi-MB allocation per tile costs page faults.
+    buffer = queries.hidden.new_empty(video_chunk * videos.proj.shape[2] * text_chunk)
+    with torch.no_grad():
+        for v0 in range(0, nv, video_chunk):
+            vs = slice(v0, min(v0 + video_chunk, nv))
+            out[vs] = _fast_block(model, queries, videos, slice(0, nq), vs, text_chunk, buffer)
+    return out.t().contiguous()
+
+
+def direct_scores(model: MacVR, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor,
+                  tags_v: torch.Tensor | None = None, tags_t: torch.Tensor | None = None,
+                  text_chunk: int = DIRECT_CHUNK, video_chunk: int = DIRECT_CHUNK) -> torch.Tensor:
+    """Scores [Q, V] of captions against encoded frames F', each pair through the full MLP.
+
+    The reference for ``fast_scores``; memory ~ text_chunk * video_chunk * K * (4d + H) values.
+    """
+    if text_chunk <= 0 or video_chunk <= 0:
+        raise ValueError(f"chunk sizes must be > 0, got text_chunk={text_chunk}, video_chunk={video_chunk}")
+    nq, nv = text.shape[0], frames.shape[0]
+    out = torch.empty(nq, nv, dtype=model.logit_scale.dtype, device=model.logit_scale.device)
+    with torch.no_grad():
+        for v0 in range(0, nv, video_chunk):
+            vs = slice(v0, min(v0 + video_chunk, nv))
+            for q0 in range(0, nq, text_chunk):
+                qs = slice(q0, min(q0 + text_chunk, nq))
+                out[qs, vs] = model.score_encoded(
+                    text[qs], frames[vs], mask[vs],
+                    None if tags_v is None else tags_v[vs],
+                    None if tags_t is None else tags_t[qs]).similarity
+    return out
+
+
+def _check_rows(name: str, x, rows: int) -> None:
+    if x is not None and len(x) != rows:
+        raise ValueError(f"{name}: expected {rows} rows, got {len(x)}")
+
+
+def score_matrix(model: MacVR, text, frames, mask, tags_v=None, tags_t=None, *,
+                 method: ScoringMethod = "fast",
+                 text_chunk: int = DEFAULT_TEXT_CHUNK, video_chunk: int = DEFAULT_VIDEO_CHUNK,
+                 text_block: int = DEFAULT_TEXT_BLOCK, video_block: int = DEFAULT_VIDEO_BLOCK,
+                 out: np.ndarray | torch.Tensor | None = None, progress: bool = False):
+    """S [Nt, Nv] of captions text [Nt, D] (+ tags_t [Nt, D]) against videos frames [Nv, N, D],
+    mask [Nv, N] (+ tags_v [Nv, D]); inputs may be tensors or numpy arrays (memmaps, fp16).
+
+    Memory is bounded by the blocks: frames are encoded (temporal transformer, once per video)
+    and prepared ``video_block`` videos at a time, captions ``text_block`` at a time; tiles are
+    ``text_chunk`` x ``video_chunk`` pairs (for ``direct``, pass its own, e.g. 16 x 16). Results
+    go into ``out`` when given (a [Nt, Nv] array or tensor, e.g. a memory-mapped .npy) and are
+    returned; otherwise a new CPU tensor in the model's dtype is returned. Computation runs on
+    the model's device and dtype.
+    """
+    if method not in ("fast", "direct"):
+        raise ValueError(f"unknown scoring method {method!r} (expected fast or direct)")
+    for name, value in (("text_chunk", text_chunk), ("video_chunk", video_chunk),
+                        ("text_block", text_block), ("video_block", video_block)):
+        if value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+    nt, nv = len(text), len(frames)
+    _check_rows("frame mask", mask, nv)
+    _check_rows("tags_v", tags_v, nv)
+    _check_rows("tags_t", tags_t, nt)
+    if out is None:
+        out = torch.empty(nt, nv, dtype=model.logit_scale.dtype)
+    elif tuple(out.shape) != (nt, nv):
+        raise ValueError(f"out: expected shape {(nt, nv)}, got {tuple(out.shape)}")
+    like = model.logit_scale.detach()
+    v_blocks = range(0, nv, video_block)
+    t_blocks = range(0, nt, text_block)
+    bar = tqdm(total=len(v_blocks) * len(t_blocks), desc=f"scoring {nt}x{nv} ({method})",
+               unit="block", disable=not progress)
+    with torch.no_grad():
+        for v0 in v_blocks:
+            vs = slice(v0, min(v0 + video_block, nv))
+            block_mask = _as_tensor(mask, vs, like).bool()
+            encoded = model.encode_frames(_as_tensor(frames, vs, like), block_mask)
+            block_tags_v = None if tags_v is None or not model.config.use_visual_tags else _as_tensor(tags_v, vs, like)
+            videos = prepare_videos(model, encoded, block_mask, block_tags_v) if method == "fast" else None
+            for t0 in t_blocks:
+                ts = slice(t0, min(t0 + text_block, nt))
+                block_text = _as_tensor(text, ts, like)
+                block_tags_t = (None if tags_t is None or not model.config.use_textual_tags
+                                else _as_tensor(tags_t, ts, like))
+                if videos is not None:
+                    scores = fast_scores(model, prepare_queries(model, block_text, block_tags_t), videos,
+                                         text_chunk, video_chunk)
+                else:
+                    scores = direct_scores(model, block_text, encoded, block_mask, block_tags_v, block_tags_t,
+                                           text_chunk, video_chunk)
+                if isinstance(out, np.ndarray):
+                    out[ts, vs] = scores.cpu().numpy()
+                else:
+                    out[ts, vs] = scores.to(out.device, out.dtype)
+                bar.update()
+    bar.close()
+    return out

@@ -1,0 +1,44 @@
+"""Stage ``backbone``: the CLIP weights file every later stage loads.
+
+python -m stages.backbone --params params.yaml --frames data/frames \
+    --captions data/prepared/captions.parquet --out models/backbone.pt --metrics metrics/backbone.json
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from pipeline.backbone.build import build_backbone
+from pipeline.backbone.config import BackboneConfig
+from pipeline.io import write_json
+from stages.common import stage_config
+
+PARAMS = {"backbone": BackboneConfig}  # the params sections this stage reads (dvc.yaml contract)
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (section 'backbone')"),
+    frames: Path = typer.Option(..., help="frames dir (tiny pretraining and its evaluation)"),
+    captions: Path = typer.Option(..., help="captions.parquet (tiny pretraining)"),
+    out: Path = typer.Option(..., help="weights file to write"),
+    metrics: Optional[Path] = typer.Option(None, help="metrics JSON to write"),
+) -> None:
+    """Pretrain the tiny CLIP, or load and verify the official ViT-B/32, into one weights file."""
+    config = stage_config(BackboneConfig, "backbone", params)
+    result = build_backbone(config, frames, captions, out)
+    if metrics is not None:
+        write_json(result, metrics)
+    summary = f"{out}: {config.kind}, {result['parameters']:,} parameters, {result['seconds']} s"
+    if "r1" in result:
+        summary += "; R@1 t2v " + ", ".join(f"{s} {r['t2v_r1']:.3f}" for s, r in result["r1"].items())
+    typer.echo(summary)
+
+
+if __name__ == "__main__":
+    app()

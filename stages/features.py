@@ -1,0 +1,42 @@
+"""Stage ``features``: frozen CLIP features of frames, captions and tag sentences.
+
+python -m stages.features --params params.yaml --backbone models/backbone.pt --frames data/frames \
+    --videos data/prepared/videos.parquet --captions data/prepared/captions.parquet \
+    --tags data/tags/tags.parquet --out data/features
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pipeline.features.config import FeaturesConfig
+from pipeline.features.extract import extract_features
+from stages.common import stage_config
+
+PARAMS = {"features": FeaturesConfig}  # the params sections this stage reads (dvc.yaml contract)
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (section 'features')"),
+    backbone: Path = typer.Option(..., help="backbone weights file"),
+    frames: Path = typer.Option(..., help="frames dir (clip_frames.npy, clip_mask.npy, index.parquet)"),
+    videos: Path = typer.Option(..., help="videos.parquet (splits)"),
+    captions: Path = typer.Option(..., help="captions.parquet"),
+    tags: Path = typer.Option(..., help="tags.parquet (cleaned visual and textual tags)"),
+    out: Path = typer.Option(..., help="features dir, replaced whole"),
+) -> None:
+    """Encode every decoded video's frames, every caption and every tag sentence once."""
+    config = stage_config(FeaturesConfig, "features", params)
+    meta = extract_features(config, backbone, frames, videos, captions, tags, out)
+    counts = meta["counts"]
+    typer.echo(f"{out}: {counts['videos']} videos, {counts['captions']} captions, "
+               f"{counts['distinct_texts']} distinct texts, D={meta['dim']}")
+
+
+if __name__ == "__main__":
+    app()

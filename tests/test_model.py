@@ -1,0 +1,291 @@
+"""The MAC-VR / DiCoSA head: config, temporal module, pooling, concepts, confidence, score."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from pipeline.config import ConfigError, from_mapping, leaf_keys
+from pipeline.model import MacVR, ModelConfig, clip_text_init_problem, init_temporal_from_clip
+from pipeline.model.pooling import masked_pool_softmax
+
+D, K, N = 32, 4, 6
+
+
+def make_config(**overrides) -> ModelConfig:
+    base = dict(variant="macvr", embed_dim=D, num_concepts=K, pool_temperature=3.0,
+                pool_masking="before_softmax", temporal_layers=2, temporal_heads=2, max_frames=N,
+                concept_projection="chunk", confidence_hidden_mult=8, use_visual_tags=True,
+                use_textual_tags=True, init_logit_scale=math.log(100))
+    base.update(overrides)
+    if base["variant"] == "dicosa" and "use_visual_tags" not in overrides:
+        base.update(use_visual_tags=False, use_textual_tags=False, confidence_hidden_mult=4)
+    return ModelConfig(**base)
+
+
+def make_model(dtype=torch.float64, seed=0, **overrides) -> MacVR:
+    torch.manual_seed(seed)
+    model = MacVR(make_config(**overrides)).to(dtype)
+    # Realistic (not ~0) confidence weights so the score formula is exercised.
+    for p in model.confidence.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    if model.concepts.proj is not None:
+        torch.nn.init.normal_(model.concepts.proj.weight, std=0.3)
+    return model
+
+
+def make_inputs(bt=5, bv=5, dtype=torch.float64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    text = torch.randn(bt, D, generator=g, dtype=dtype)
+    frames = torch.randn(bv, N, D, generator=g, dtype=dtype)
+    lengths = torch.randint(1, N + 1, (bv,), generator=g)
+    lengths[0] = N - 2  # at least one padded video
+    mask = torch.arange(N)[None] < lengths[:, None]
+    return text, frames, mask, torch.randn(bv, D, generator=g, dtype=dtype), torch.randn(bt, D, generator=g, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- config
+def test_config_loads_strictly_from_mapping():
+    raw = dataclasses.asdict(make_config())
+    assert from_mapping(ModelConfig, raw, "params.yaml: train.model") == make_config()
+    assert set(leaf_keys(ModelConfig)) == set(raw)
+    with pytest.raises(ConfigError, match="missing key 'num_concepts'"):
+        from_mapping(ModelConfig, {k: v for k, v in raw.items() if k != "num_concepts"}, "p")
+    with pytest.raises(ConfigError, match="not one of"):
+        from_mapping(ModelConfig, {**raw, "concept_projection": "mlp"}, "p")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(num_concepts=5), "divisible"),
+    (dict(num_concepts=32), ">= 2 channels"),
+    (dict(temporal_heads=3), "temporal_heads"),
+    (dict(pool_temperature=0.0), "pool_temperature"),
+    (dict(variant="dicosa", use_visual_tags=True, use_textual_tags=False), "uses no tags"),
+    (dict(use_visual_tags=False, use_textual_tags=False), "set variant: dicosa"),
+    (dict(init_logit_scale=5.0), "init_logit_scale"),
+    (dict(max_frames=0), "max_frames"),
+    (dict(temporal_layers=-1), "temporal_layers"),
+])
+def test_config_rejects_bad_values(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make_config(**overrides)
+
+
+def test_confidence_slots_follow_tag_ablations():
+    assert make_config().confidence_slots == ("text", "tags_visual", "tags_textual", "video")
+    assert make_config(use_textual_tags=False).confidence_slots == ("text", "tags_visual", "video")
+    assert make_config(use_visual_tags=False).confidence_slots == ("text", "tags_textual", "video")
+    assert make_config(variant="dicosa").confidence_slots == ("text", "video")
+    d = D // K
+    assert MacVR(make_config()).confidence.fc1.in_features == 4 * d
+    assert MacVR(make_config()).confidence.fc1.out_features == 8 * d  # official 4d -> 8d -> 1
+    assert MacVR(make_config(use_visual_tags=False)).confidence.fc1.in_features == 3 * d
+    dicosa = MacVR(make_config(variant="dicosa")).confidence
+    assert (dicosa.fc1.in_features, dicosa.fc1.out_features) == (2 * d, 4 * d)  # official 2d -> 4d -> 1
+
+
+# --------------------------------------------------------------------------- temporal module
+def test_temporal_is_residual_and_ignores_padding_as_keys():
+    model = make_model()
+    text, frames, mask, *_ = make_inputs()
+    out = model.encode_frames(frames, mask)
+    temporal = model.temporal
+    for v in range(frames.shape[0]):
+        n = int(mask[v].sum())
+        # Reference: run CLIP's blocks on the real frames only, no mask, then add the residual.
+        x = (frames[v, :n] + temporal.position_embedding.weight[:n])[:, None]
+        for block in temporal.resblocks:
+            h = block.ln_1(x)
+            x = x + block.attn(h, h, h, need_weights=False)[0]
+            x = x + block.mlp(block.ln_2(x))
+        torch.testing.assert_close(out[v, :n], x[:, 0] + frames[v, :n], rtol=1e-10, atol=1e-10)
+
+
+def test_zero_temporal_layers_is_identity():
+    model = make_model(temporal_layers=0)
+    _, frames, mask, *_ = make_inputs()
+    assert torch.equal(model.encode_frames(frames, mask), frames)
+
+
+def test_too_many_frames_and_empty_videos_are_refused():
+    model = make_model()
+    _, frames, mask, *_ = make_inputs()
+    with pytest.raises(ValueError, match="max_frames"):
+        model.encode_frames(torch.cat([frames, frames], dim=1), torch.cat([mask, mask], dim=1))
+    mask = mask.clone()
+    mask[2] = False
+    with pytest.raises(ValueError, match=r"rows \[2\] have no real frame"):
+        model.encode_frames(frames, mask)
+
+
+def tiny_clip(width=D, heads=2, layers=3, context=8):
+    from clip.model import CLIP
+    return CLIP(embed_dim=width, image_resolution=32, vision_layers=1, vision_width=64, vision_patch_size=16,
+                context_length=context, vocab_size=100, transformer_width=width, transformer_heads=heads,
+                transformer_layers=layers).double()
+
+
+def test_init_from_clip_copies_text_layers_and_positions():
+    model = make_model()
+    clip_model = tiny_clip()
+    assert clip_text_init_problem(model.temporal, clip_model) is None
+    model.init_from_clip(clip_model)
+    for mine, theirs in zip(model.temporal.resblocks, clip_model.transformer.resblocks):
+        for (name, p), (name2, q) in zip(mine.state_dict().items(), theirs.state_dict().items()):
+            assert name == name2 and torch.equal(p, q), name
+    assert torch.equal(model.temporal.position_embedding.weight, clip_model.positional_embedding[:N])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(width=64, heads=2), "width"), (dict(heads=4), "heads"), (dict(layers=1), "text layers"),
+    (dict(context=4), "context length"),
+])
+def test_init_from_clip_refuses_mismatches(kwargs, message):
+    model = make_model()
+    clip_model = tiny_clip(**kwargs)
+    assert message in clip_text_init_problem(model.temporal, clip_model)
+    with pytest.raises(ValueError, match=message):
+        init_temporal_from_clip(model.temporal, clip_model)
+
+
+# --------------------------------------------------------------------------- pooling
+def test_pool_weights_match_a_loop_and_padding_gets_exactly_zero():
+    model = make_model()
+    text, frames, mask, tags_v, tags_t = make_inputs()
+    scores = model.score_encoded(text, frames, mask, tags_v, tags_t)
+    for i in range(text.shape[0]):
+        for j in range(frames.shape[0]):
+            real = mask[j].nonzero().flatten().tolist()
+            logits = [float(text[i] @ frames[j, n]) / 3.0 for n in real]
+            top = max(logits)
+            z = sum(math.exp(x - top) for x in logits)
+            for n in range(N):
+                want = math.exp(logits[real.index(n)] - top) / z if n in real else 0.0
+                assert scores.pool_weights[i, j, n].item() == pytest.approx(want, rel=1e-12, abs=1e-15)
+    assert (~mask).any() and torch.all(scores.pool_weights.masked_select(~mask[None]) == 0)  # exactly zero
+
+
+def test_official_after_softmax_masking_leaks_weight_to_padding():
+    logits = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, False]])
+    before = masked_pool_softmax(logits, mask, "before_softmax")
+    after = masked_pool_softmax(logits, mask, "after_softmax")
+    assert before.sum().item() == pytest.approx(1.0) and before[0, 2] == 0
+    assert after[0, 2] == 0 and after.sum().item() < 1.0
+    torch.testing.assert_close(after[0, :2], torch.softmax(logits, -1)[0, :2])
+
+
+@pytest.mark.parametrize("variant", ["macvr", "dicosa"])
+def test_padded_frame_features_do_not_change_scores(variant):
+    model = make_model(variant=variant)
+    text, frames, mask, tags_v, tags_t = make_inputs()
+    before = model.similarity(text, frames, mask, tags_v, tags_t)
+    garbage = frames.clone()
+    garbage[~mask] = 1e3 * torch.randn(int((~mask).sum()), D, dtype=frames.dtype)
+    assert torch.equal(model.similarity(text, garbage, mask, tags_v, tags_t), before)
+    garbage[0, 0] += 1.0  # a real frame does matter
+    assert not torch.equal(model.similarity(text, garbage, mask, tags_v, tags_t), before)
+
+
+# --------------------------------------------------------------------------- concepts and score
+def test_concept_chunk_and_linear_projection():
+    x = torch.randn(3, D, dtype=torch.float64)
+    chunk = make_model().concept_split(x)
+    assert chunk.shape == (3, K, D // K)
+    for k in range(K):
+        assert torch.equal(chunk[:, k], x[:, k * (D // K):(k + 1) * (D // K)])
+    linear = MacVR(make_config(concept_projection="linear")).double()
+    assert torch.equal(linear.concept_split(x), chunk)  # identity init starts from the chunk split
+    linear = make_model(concept_projection="linear")
+    w = linear.concepts.proj.weight
+    e = linear.concept_split(x)
+    for k in range(K):  # e^k = W_k x, W_k the k-th block of d rows
+        torch.testing.assert_close(e[:, k], x @ w[k * (D // K):(k + 1) * (D // K)].t())
+
+
+def loop_scores(model: MacVR, text, frames, mask, tags_v, tags_t):
+    """s_ij = sum_k w_ijk cos(e_t^k, e_v^k) by explicit loops over pairs and concepts (float64)."""
+    cfg = model.config
+    encoded = model.encode_frames(frames, mask)
+    split = model.concept_split
+    fc1, fc2 = model.confidence.fc1, model.confidence.fc2
+    out = torch.zeros(text.shape[0], frames.shape[0], dtype=torch.float64)
+    for i in range(text.shape[0]):
+        for j in range(frames.shape[0]):
+            logits = torch.stack([text[i] @ encoded[j, n] / cfg.pool_temperature for n in range(N)])
+            logits[~mask[j]] = -math.inf
+            a = torch.softmax(logits, 0)
+            pooled = sum(a[n] * encoded[j, n] for n in range(N))
+            e_t, e_v = split(text[i]), split(pooled)
+            parts = {"text": e_t, "video": e_v}
+            if cfg.use_visual_tags:
+                parts["tags_visual"] = split(tags_v[j])
+            if cfg.use_textual_tags:
+                parts["tags_textual"] = split(tags_t[i])
+            for k in range(K):
+                x = torch.cat([parts[s][k] for s in cfg.confidence_slots])
+                w = fc2.weight[0] @ torch.relu(fc1.weight @ x + fc1.bias) + fc2.bias[0]
+                cos = (e_t[k] @ e_v[k]) / (e_t[k].norm() * e_v[k].norm())
+                out[i, j] += w * cos
+    return out
+
+
+@pytest.mark.parametrize("overrides", [
+    {}, dict(variant="dicosa"), dict(use_textual_tags=False), dict(use_visual_tags=False),
+    dict(concept_projection="linear"),
+])
+def test_similarity_matches_a_loop(overrides):
+    model = make_model(**overrides)
+    text, frames, mask, tags_v, tags_t = make_inputs(bt=3, bv=4)
+    with torch.no_grad():
+        s = model.similarity(text, frames, mask, tags_v, tags_t)
+        torch.testing.assert_close(s, loop_scores(model, text, frames, mask, tags_v, tags_t), rtol=1e-10, atol=1e-10)
+    assert s.shape == (3, 4)
+
+
+def test_forward_outputs_and_matched_concepts():
+    model = make_model()
+    text, frames, mask, tags_v, tags_t = make_inputs()
+    out = model(text, frames, mask, tags_v, tags_t)
+    b, d = text.shape[0], D // K
+    assert out.similarity.shape == (b, b) and out.confidence.shape == (b, b, K)
+    assert out.concept_cosine.shape == (b, b, K) and out.pool_weights.shape == (b, b, N)
+    assert out.text_concepts.shape == out.video_concepts.shape == (b, K, d)
+    assert out.visual_tag_concepts.shape == out.textual_tag_concepts.shape == (b, K, d)
+    torch.testing.assert_close(out.similarity, (out.confidence * out.concept_cosine).sum(-1))
+    encoded = model.encode_frames(frames, mask)
+    for i in range(b):  # e_v(i, i): caption i pooling its own video
+        pooled = (out.pool_weights[i, i, :, None] * encoded[i]).sum(0)
+        torch.testing.assert_close(out.video_concepts[i], model.concept_split(pooled))
+    assert out.logit_scale is model.logit_scale
+    dicosa = make_model(variant="dicosa")(text, frames, mask)
+    assert dicosa.visual_tag_concepts is None and dicosa.textual_tag_concepts is None
+
+
+def test_forward_backpropagates_to_every_parameter():
+    model = make_model(dtype=torch.float32)
+    text, frames, mask, tags_v, tags_t = make_inputs(dtype=torch.float32)
+    out = model(text, frames, mask, tags_v, tags_t)
+    (out.similarity.sum() * out.logit_scale + out.video_concepts.sum()).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert missing == []
+
+
+def test_input_checks_and_dtype_following():
+    model = make_model(dtype=torch.float32)
+    text, frames, mask, tags_v, tags_t = make_inputs(dtype=torch.float32)
+    with pytest.raises(ValueError, match="tags_v .* is required"):
+        model.similarity(text, frames, mask, None, tags_t)
+    with pytest.raises(ValueError, match="matched pairs"):
+        model(text[:3], frames, mask, tags_v, tags_t[:3])
+    with pytest.raises(ValueError, match="text: expected shape"):
+        model.similarity(text[:, :5], frames, mask, tags_v, tags_t)
+    # fp16 cached features are computed in the head's dtype; ablated tags are ignored.
+    s16 = model.similarity(text.half(), frames.half(), mask, tags_v.half(), tags_t.half())
+    assert s16.dtype == torch.float32
+    dicosa = make_model(variant="dicosa", dtype=torch.float32)
+    torch.testing.assert_close(dicosa.similarity(text, frames, mask, tags_v, tags_t),
+                               dicosa.similarity(text, frames, mask))
