@@ -26,8 +26,10 @@ def _stages() -> dict[str, dict]:
     out = {}
     for name, stage in doc["stages"].items():
         if "foreach" in stage:
-            for item in stage["foreach"]:
-                out[f"{name}@{item}"] = _interp(stage["do"], {**variables, "item": item})
+            items = stage["foreach"]
+            pairs = items.items() if isinstance(items, dict) else ((i, i) for i in items)
+            for key, item in pairs:
+                out[f"{name}@{key}"] = _interp(stage["do"], {**variables, "key": key, "item": item})
         elif "matrix" in stage:
             (key, values), = stage["matrix"].items()  # this project uses one-axis matrices
             for value in values:

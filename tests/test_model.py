@@ -18,11 +18,11 @@ D, K, N = 32, 4, 6
 def make_config(**overrides) -> ModelConfig:
     base = dict(variant="macvr", embed_dim=D, num_concepts=K, pool_temperature=3.0,
                 pool_masking="before_softmax", temporal_layers=2, temporal_heads=2, max_frames=N,
-                concept_projection="chunk", confidence_hidden_mult=8, use_visual_tags=True,
+                concept_projection="chunk", confidence_hidden_ratio=2, use_visual_tags=True,
                 use_textual_tags=True, init_logit_scale=math.log(100))
     base.update(overrides)
     if base["variant"] == "dicosa" and "use_visual_tags" not in overrides:
-        base.update(use_visual_tags=False, use_textual_tags=False, confidence_hidden_mult=4)
+        base.update(use_visual_tags=False, use_textual_tags=False, confidence_hidden_ratio=2)
     return ModelConfig(**base)
 
 

@@ -17,11 +17,11 @@ D, K, N = 32, 4, 6
 def make_model(dtype=torch.float64, **overrides) -> MacVR:
     cfg = dict(variant="macvr", embed_dim=D, num_concepts=K, pool_temperature=3.0,
                pool_masking="before_softmax", temporal_layers=1, temporal_heads=2, max_frames=N,
-               concept_projection="chunk", confidence_hidden_mult=8, use_visual_tags=True,
+               concept_projection="chunk", confidence_hidden_ratio=2, use_visual_tags=True,
                use_textual_tags=True, init_logit_scale=math.log(100))
     cfg.update(overrides)
     if cfg["variant"] == "dicosa":
-        cfg.update(use_visual_tags=False, use_textual_tags=False, confidence_hidden_mult=4)
+        cfg.update(use_visual_tags=False, use_textual_tags=False, confidence_hidden_ratio=2)
     torch.manual_seed(0)
     model = MacVR(ModelConfig(**cfg)).to(dtype)
     for p in model.confidence.parameters():

@@ -67,7 +67,7 @@ def tiny_model(variant: str = "macvr") -> ModelConfig:
     tags = variant == "macvr"
     return ModelConfig(variant=variant, embed_dim=DIM, num_concepts=4, pool_temperature=3.0,
                        pool_masking="before_softmax", temporal_layers=1, temporal_heads=2, max_frames=FRAMES,
-                       concept_projection="chunk", confidence_hidden_mult=8, use_visual_tags=tags,
+                       concept_projection="chunk", confidence_hidden_ratio=2, use_visual_tags=tags,
                        use_textual_tags=tags, init_logit_scale=float(np.log(100.0)))
 
 

@@ -26,8 +26,9 @@ class ModelConfig:
     max_frames: rows of the frame position embedding (>= frames per video).
     concept_projection: ``chunk`` = contiguous d-wide slices of x (official code);
         ``linear`` = a trainable W_k per concept (paper Eq. 2), shared by all modalities.
-    confidence_hidden_mult: hidden width of the confidence MLP in units of d. The official
-        MLPs are twice their input: 8 for macvr (4d -> 8d -> 1), 4 for dicosa (2d -> 4d -> 1).
+    confidence_hidden_ratio: hidden width of the confidence MLP over its input width. The official
+        MLPs are twice their input (2): macvr 4d -> 8d -> 1, dicosa 2d -> 4d -> 1, so one value
+        serves both variants (and the tag ablations, whose input is 3d).
     use_visual_tags / use_textual_tags: feed the visual (A_v) / textual (A_t) tag concepts to the
         confidence MLP (paper Tab. 4 ablations); an unused modality's input slot is dropped.
     init_logit_scale: initial log of the InfoNCE scale lambda (ln 100 = 4.6052 is pretrained
@@ -43,7 +44,7 @@ class ModelConfig:
     temporal_heads: int
     max_frames: int
     concept_projection: Literal["chunk", "linear"]
-    confidence_hidden_mult: int
+    confidence_hidden_ratio: int
     use_visual_tags: bool
     use_textual_tags: bool
     init_logit_scale: float
@@ -71,8 +72,8 @@ class ModelConfig:
         need(self.max_frames > 0, f"max_frames must be > 0, got {self.max_frames}")
         need(self.concept_projection in ("chunk", "linear"),
              f"concept_projection must be chunk or linear, got {self.concept_projection!r}")
-        need(self.confidence_hidden_mult > 0,
-             f"confidence_hidden_mult must be > 0, got {self.confidence_hidden_mult}")
+        need(self.confidence_hidden_ratio > 0,
+             f"confidence_hidden_ratio must be > 0, got {self.confidence_hidden_ratio}")
         if self.variant == "dicosa":
             need(not (self.use_visual_tags or self.use_textual_tags),
                  "variant dicosa uses no tags: set use_visual_tags and use_textual_tags to false")
@@ -103,4 +104,4 @@ class ModelConfig:
     @property
     def confidence_hidden(self) -> int:
         """Hidden width H of the confidence MLP."""
-        return self.confidence_hidden_mult * self.concept_dim
+        return self.confidence_hidden_ratio * len(self.confidence_slots) * self.concept_dim

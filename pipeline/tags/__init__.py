@@ -1,0 +1,1 @@
+"""Modality-specific tag generation (vLLM/OpenAI-compatible or offline) and cleaning."""

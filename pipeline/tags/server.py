@@ -1,0 +1,89 @@
+"""Start and stop a model server around a stage (``openai.launch: true``), waiting on /health.
+
+The server runs in its own process group, logs to a file, and is stopped with SIGTERM (then
+SIGKILL after a grace period) even when the stage fails. Only the process this module started
+is signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+
+STOP_GRACE_S = 30.0
+
+
+class ServerStartError(RuntimeError):
+    """The launched server exited or did not become healthy in time."""
+
+
+def health_url(base_url: str) -> str:
+    """vLLM serves /health at the root, beside the /v1 API."""
+    root = base_url.rstrip("/")
+    if root.endswith("/v1"):
+        root = root[: -len("/v1")]
+    return root + "/health"
+
+
+def _log_tail(log_path: Path | None, chars: int = 3000) -> str:
+    if log_path is None or not log_path.exists():
+        return ""
+    text = log_path.read_text(errors="replace")
+    return f"\n--- last lines of {log_path} ---\n{text[-chars:]}"
+
+
+def wait_healthy(base_url: str, timeout_s: float, proc: subprocess.Popen | None = None,
+                 log_path: Path | None = None, poll_s: float = 1.0) -> float:
+    """Poll ``/health`` until HTTP 200; return the seconds waited."""
+    url, start = health_url(base_url), time.monotonic()
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise ServerStartError(f"server exited with code {proc.returncode} before {url} "
+                                   f"was healthy{_log_tail(log_path)}")
+        try:
+            if httpx.get(url, timeout=5.0).status_code == 200:
+                return time.monotonic() - start
+        except httpx.HTTPError:
+            pass  # not listening yet
+        if time.monotonic() - start > timeout_s:
+            raise ServerStartError(f"{url} not healthy after {timeout_s:.0f} s{_log_tail(log_path)}")
+        time.sleep(poll_s)
+
+
+def stop_server(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the server's process group, SIGKILL it if it lingers."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=grace_s)
+
+
+@contextlib.contextmanager
+def launched_server(command: Sequence[str], base_url: str, timeout_s: float, log_path: Path,
+                    env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """Run ``command`` until the block ends; yields once ``/health`` answers 200."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        try:
+            proc = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        except OSError as err:
+            raise ServerStartError(f"cannot start the server {list(command)}: {err}") from None
+    try:
+        wait_healthy(base_url, timeout_s, proc, log_path)
+        yield proc
+    finally:
+        stop_server(proc)

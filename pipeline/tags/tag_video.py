@@ -1,0 +1,102 @@
+"""Visual tags for every video's VLM frames at one temperature (stage ``tag_video@tNN``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from tqdm import tqdm
+
+from pipeline.tags.bodies import Sampling, video_request
+from pipeline.tags.client import OpenAIConfig
+from pipeline.tags.common import offline_fingerprint, start_hint
+from pipeline.tags.generate import TagRequest, count_misses, generate_answers, iter_requests
+from pipeline.tags.inputs import VideoFrames, count_videos, iter_video_frames
+from pipeline.tags.lexicon import load_lexicon
+from pipeline.tags.offline_visual import OfflineVisualConfig, tag_frames
+from pipeline.tags.prompts import PromptTemplate, load_prompt
+from pipeline.tags.raw import RawRow, write_raw
+from pipeline.tags.seeds import check_temperature, derive_seed
+
+OFFLINE_VISUAL_MODEL = "macvr-offline-visual"
+SERVE_EXAMPLE_VIDEO = (
+    "vllm serve Qwen/Qwen2.5-VL-7B-Instruct --port 8001 --dtype bfloat16 --max-model-len 8192 "
+    "--limit-mm-per-prompt '{\"video\": 1, \"image\": 0}' --generation-config vllm")
+
+
+@dataclass(frozen=True)
+class TagVideoConfig:
+    backend: Literal["offline", "openai"]
+    seed: int  # base seed; each request's seed derives from (seed, video_id, temperature)
+    prompt: str  # shipped prompt name or a .txt path (no {} placeholder: frames carry the input)
+    video_input: Literal["video", "images"]  # one video_url of all frames, or one image_url each
+    require_even_frames: bool  # Qwen2/2.5-VL fold frame pairs: an odd count is refused up front
+    openai: OpenAIConfig
+    offline: OfflineVisualConfig
+
+
+def _checked(videos: Iterator[VideoFrames], cfg: TagVideoConfig) -> Iterator[VideoFrames]:
+    for video in videos:
+        if cfg.require_even_frames and cfg.video_input == "video" and len(video.jpegs) % 2:
+            raise ValueError(f"video {video.item_id!r} has {len(video.jpegs)} frames; the model needs "
+                             f"an even count (tag_video.require_even_frames)")
+        yield video
+
+
+def video_requests(videos: Iterator[VideoFrames], cfg: TagVideoConfig, prompt: PromptTemplate,
+                   temperature: float) -> Iterator[TagRequest]:
+    o = cfg.openai
+    for video in _checked(videos, cfg):
+        seed = derive_seed(cfg.seed, video.item_id, temperature)
+        sampling = Sampling(temperature, o.top_p, seed, o.max_tokens, o.structured_outputs)
+        path, body = video_request(o.model, prompt, video.jpegs, sampling, cfg.video_input)
+        yield TagRequest(video.item_id, seed, path, body)
+
+
+def _openai_rows(frames_path: Path, cfg: TagVideoConfig, temperature: float,
+                 cache_path: Path) -> list[RawRow]:
+    prompt = load_prompt(cfg.prompt)
+    if prompt.has_placeholder:
+        raise ValueError(f"{prompt.source}: a video prompt takes no {{}} placeholder")
+    requests = video_requests(iter_video_frames(frames_path), cfg, prompt, temperature)
+    answered = generate_answers(
+        iter_requests(requests), cfg.openai, cache_path, total=count_videos(frames_path),
+        start_hint=start_hint("tag_video", SERVE_EXAMPLE_VIDEO), desc=f"tag_video T={temperature:g}")
+    print(f"tag_video: {len(answered)} answers, {count_misses(answered)} asked of the server")
+    return [RawRow(a.item_id, temperature, a.seed, a.answer.model, cfg.openai.revision,
+                   prompt.sha256, a.answer.response, a.answer.finish_reason, a.answer.latency_s)
+            for a in answered]
+
+
+def _offline_rows(frames_path: Path, cfg: TagVideoConfig, temperature: float) -> list[RawRow]:
+    lexicon = load_lexicon(cfg.offline.lexicon)
+    fingerprint = offline_fingerprint(cfg.offline, lexicon.sha256)
+    rows, seen = [], set()
+    videos = tqdm(iter_video_frames(frames_path), total=count_videos(frames_path),
+                  desc=f"tag_video offline T={temperature:g}", unit="video")
+    for video in videos:
+        if video.item_id in seen:
+            raise ValueError(f"{frames_path}: video {video.item_id!r} appears twice")
+        seen.add(video.item_id)
+        seed = derive_seed(cfg.seed, video.item_id, temperature)
+        start = time.perf_counter()
+        text = tag_frames(video.jpegs, temperature, seed, lexicon, cfg.offline)
+        rows.append(RawRow(video.item_id, temperature, seed, OFFLINE_VISUAL_MODEL,
+                           f"lexicon-{lexicon.sha256[:16]}", fingerprint, text, "stop",
+                           time.perf_counter() - start))
+    return rows
+
+
+def tag_video(cfg: TagVideoConfig, frames_path: Path, temperature: float, cache_path: Path,
+              out_path: Path) -> list[RawRow]:
+    """Tag every video of ``vlm_frames.parquet`` at ``temperature``; write the raw Parquet."""
+    temperature = check_temperature(temperature)
+    if cfg.backend == "openai":
+        rows = _openai_rows(frames_path, cfg, temperature, cache_path)
+    else:
+        rows = _offline_rows(frames_path, cfg, temperature)
+    write_raw(rows, out_path)
+    return rows

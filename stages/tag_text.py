@@ -1,0 +1,36 @@
+"""Stage tag_text@tNN: textual tags of every caption at one temperature (raw responses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pipeline.config import ConfigError, load_section
+from pipeline.tags.client import RequestFailed, ServerUnreachable
+from pipeline.tags.server import ServerStartError
+from pipeline.tags.tag_text import TagTextConfig, tag_text
+
+PARAMS = {"tag_text": TagTextConfig}  # the params sections this stage reads (dvc.yaml contract)
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (section tag_text)"),
+    captions: Path = typer.Option(..., help="data/prepared/captions.parquet"),
+    temperature: float = typer.Option(..., help="sampling temperature (the foreach item)"),
+    cache: Path = typer.Option(..., help="answer cache (SQLite), kept outside DVC outs"),
+    out: Path = typer.Option(..., help="raw responses Parquet, e.g. data/tags/raw/text_t07.parquet"),
+) -> None:
+    try:
+        cfg = load_section(TagTextConfig, "tag_text", params)
+        tag_text(cfg, captions, temperature, cache, out)
+    except (ConfigError, ServerUnreachable, ServerStartError, RequestFailed) as err:
+        typer.echo(f"tag_text: {err}", err=True)
+        raise typer.Exit(1) from None
+
+
+if __name__ == "__main__":
+    app()

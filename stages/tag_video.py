@@ -1,0 +1,36 @@
+"""Stage tag_video@tNN: visual tags of every video's VLM frames at one temperature."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pipeline.config import ConfigError, load_section
+from pipeline.tags.client import RequestFailed, ServerUnreachable
+from pipeline.tags.server import ServerStartError
+from pipeline.tags.tag_video import TagVideoConfig, tag_video
+
+PARAMS = {"tag_video": TagVideoConfig}  # the params sections this stage reads (dvc.yaml contract)
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (section tag_video)"),
+    frames: Path = typer.Option(..., help="data/frames/vlm_frames.parquet"),
+    temperature: float = typer.Option(..., help="sampling temperature (the foreach item)"),
+    cache: Path = typer.Option(..., help="answer cache (SQLite), kept outside DVC outs"),
+    out: Path = typer.Option(..., help="raw responses Parquet, e.g. data/tags/raw/video_t07.parquet"),
+) -> None:
+    try:
+        cfg = load_section(TagVideoConfig, "tag_video", params)
+        tag_video(cfg, frames, temperature, cache, out)
+    except (ConfigError, ServerUnreachable, ServerStartError, RequestFailed) as err:
+        typer.echo(f"tag_video: {err}", err=True)
+        raise typer.Exit(1) from None
+
+
+if __name__ == "__main__":
+    app()

