@@ -92,10 +92,7 @@ def check_params(params: str = typer.Argument("params.yaml", help="Params file t
 
     failures = 0
     for name, (target, _) in COMMANDS.items():
-        module_name = target.split(":")[0]
-        if not module_name.startswith("stages."):
-            continue
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(target.split(":")[0])
         for section, cls in getattr(module, "PARAMS", {}).items():
             try:
                 load_section(cls, section, params)

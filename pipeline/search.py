@@ -1,0 +1,264 @@
+"""``macvr search "a query"``: rank the indexed test gallery for a free-text query.
+
+The query goes through the same path as a test caption: CLIP's text encoder, textual tags from
+the configured tagger (``params.yaml: tag_text``, offline by default, or the OpenAI-compatible
+client with its answer cache), asked at every ``search.temperatures`` value, parsed, cleaned
+(``clean_tags``) and merged in temperature order as the clean_tags stage does, then the sentence
+of the first M tags (M = the features' ``infer_tags``). The gallery is the features directory's
+cached videos of one split (frame features + the first-M visual tag sentence); a finetune-mode
+checkpoint re-encodes them with its own CLIP (needs ``--frames``). Scores are exact (the
+evaluate stage's chunked scorer); the top-k are printed as a table, or as JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
+
+import numpy as np
+import typer
+
+from pipeline.config import ConfigError, load_section
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """``params.yaml: search``.
+
+    temperatures: the query is tagged at each (the tag_text@tNN instances' values) and the tag
+        lists merged in increasing temperature, like the clean_tags stage.
+    cache: answer cache (SQLite) of the openai tag backend, so a repeated query asks nothing.
+    device: ``auto`` (GPU when available), ``cpu`` or ``cuda``.
+    """
+
+    temperatures: list[float]
+    cache: str
+    device: Literal["auto", "cpu", "cuda"]
+
+    def __post_init__(self) -> None:
+        if not self.temperatures:
+            raise ValueError("search.temperatures must list at least one temperature")
+        if any(not 0.0 <= t <= 2.0 for t in self.temperatures):
+            raise ValueError(f"search.temperatures must lie in [0, 2], got {self.temperatures}")
+        if len(set(self.temperatures)) != len(self.temperatures):
+            raise ValueError(f"search.temperatures has repeats: {self.temperatures}")
+        if not self.cache:
+            raise ValueError("search.cache must name the tag answer cache file")
+
+
+# The params section owned by search (it also reads tag_text and clean_tags, owned by their stages).
+PARAMS = {"search": SearchConfig}
+
+
+class SearchError(ValueError):
+    """Inputs that do not fit (no gallery, finetune checkpoint without frames, ...)."""
+
+
+# ----------------------------------------------------------------------------- query tags
+def _raw_answers(query: str, params: Path, cfg: SearchConfig) -> list[str]:
+    """One raw tagger answer per temperature, in increasing temperature."""
+    from pipeline.tags.inputs import Caption
+    from pipeline.tags.seeds import derive_seed
+    from pipeline.tags.tag_text import TagTextConfig
+
+    text_cfg = load_section(TagTextConfig, "tag_text", params)
+    temperatures = sorted(cfg.temperatures)
+    item = f"query:{query}"  # the seed depends on the query text only: repeatable answers
+    if text_cfg.backend == "offline":
+        from pipeline.tags.lexicon import load_lexicon, load_stopwords
+        from pipeline.tags.offline_text import tag_caption
+
+        lexicon, stopwords = load_lexicon(text_cfg.offline.lexicon), load_stopwords()
+        return [tag_caption(query, t, derive_seed(text_cfg.seed, item, t), lexicon, stopwords, text_cfg.offline)
+                for t in temperatures]
+    from pipeline.tags.generate import generate_answers
+    from pipeline.tags.prompts import load_prompt
+    from pipeline.tags.tag_text import SERVE_EXAMPLE_TEXT, start_hint, text_requests
+
+    prompt = load_prompt(text_cfg.prompt)
+    requests = [r for t in temperatures for r in text_requests([Caption(item, query)], text_cfg, prompt, t)]
+    cache = Path(cfg.cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    answered = generate_answers(requests, text_cfg.openai, cache, total=len(requests),
+                                start_hint=start_hint("tag_text", SERVE_EXAMPLE_TEXT), desc="query tags")
+    return [a.answer.response for a in answered]
+
+
+def query_tags(query: str, params: str | Path, cfg: SearchConfig) -> list[str]:
+    """The query's cleaned textual tags, merged over ``cfg.temperatures`` (clean_tags rules)."""
+    from pipeline.tags.clean import CleanConfig, TagCleaner, merge_ordered
+    from pipeline.tags.lexicon import load_stopwords
+    from pipeline.tags.parse import parse_response
+    from pipeline.tags.pos import load_pos_tagger
+
+    params = Path(params)
+    clean_cfg = load_section(CleanConfig, "clean_tags", params)
+    answers = _raw_answers(query, params, cfg)
+    cleaner = TagCleaner(clean_cfg, load_stopwords(clean_cfg.stopwords),
+                         load_pos_tagger(clean_cfg.pos_model) if clean_cfg.drop_noun_verb else None)
+    return merge_ordered(cleaner.clean(parse_response(a).items) for a in answers)
+
+
+# ----------------------------------------------------------------------------- gallery
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    video_id: str
+    score: float
+    path: str
+    visual_tags: list[str]
+
+
+def _gallery(store, split: str, model_path: Path, model, clip_is_finetuned: bool, clip, frames: Path | None,
+             tags_path: Path, batch: int):
+    """(video ids, VideoSet) of the gallery split, cached or re-encoded by a fine-tuned CLIP."""
+    from pipeline.evaluation.sets import VideoSet, video_set
+
+    videos = store.videos if split == "all" else store.videos[store.videos["split"] == split]
+    if videos.empty:
+        raise SearchError(f"the features directory has no {split!r} videos to search")
+    ids = [str(v) for v in videos["video_id"]]
+    rows = videos["row"].to_numpy(dtype=np.int64)
+    if not clip_is_finetuned:
+        return ids, video_set(store, rows)
+    if frames is None:
+        raise SearchError(f"{model_path} was fine-tuned end to end: the gallery must be re-encoded by its "
+                          "CLIP, which needs --frames")
+    from pipeline.evaluation.encode import encode_text_list, encode_video_rows
+    from pipeline.features.inputs import load_tags
+    from pipeline.features.tags import infer_sentence
+    from pipeline.io import read_parquet
+
+    index = read_parquet(frames / "index.parquet", columns=["video_id", "row", "status"])
+    ok = index[(index["status"] == "ok") & (index["row"] >= 0)].set_index("video_id")["row"]
+    missing = [v for v in ids if v not in ok.index]
+    if missing:
+        raise SearchError(f"{frames}: no decoded frames for {len(missing)} gallery videos (e.g. {missing[0]!r})")
+    feats, mask = encode_video_rows(clip, np.load(frames / "clip_frames.npy", mmap_mode="r"),
+                                    np.load(frames / "clip_mask.npy", mmap_mode="r"),
+                                    ok.loc[ids].to_numpy(dtype=np.int64), batch, "gallery frames")
+    tags_v = None
+    if model.config.use_visual_tags:
+        visual = load_tags(tags_path)["visual"]
+        sentences = [infer_sentence(visual.get(v, []), int(store.meta["infer_tags"])) for v in ids]
+        tags_v = encode_text_list(clip, sentences, batch, "gallery tags")
+    return ids, VideoSet(feats, mask, tags_v)
+
+
+def run_search(query: str, *, top_k: int, params: Path, model_path: Path, backbone: Path, features: Path,
+               tags_path: Path, videos_path: Path, frames: Path | None = None, split: str = "test",
+               batch: int = 64) -> dict[str, Any]:
+    """Everything ``macvr search`` prints, as a dict (query, its tags, the top-k hits)."""
+    from pipeline.backbone.arch import clip_module
+
+    clip_module()  # first import of clip here, without its pkg_resources deprecation warning
+    import torch
+
+    from pipeline.backbone.encode import encode_texts
+    from pipeline.backbone.io import file_sha256, load_clip
+    from pipeline.evaluation.run import resolve_device
+    from pipeline.features.inputs import load_tags
+    from pipeline.features.store import load_features
+    from pipeline.features.tags import infer_sentence
+    from pipeline.io import read_parquet
+    from pipeline.scoring import score_matrix
+    from pipeline.train.checkpoint import load_trained, load_trained_clip
+
+    if not query.strip():
+        raise SearchError("the query is empty")
+    if top_k < 1:
+        raise SearchError(f"--top-k must be >= 1, got {top_k}")
+    cfg = load_section(SearchConfig, "search", params)
+    device = resolve_device(cfg.device)
+    model, _ = load_trained(model_path, device)
+    store = load_features(features)
+    if store.dim != model.config.embed_dim:
+        raise SearchError(f"{model_path} takes {model.config.embed_dim}-d features, {features} holds {store.dim}-d")
+    finetuned = load_trained_clip(model_path, device)
+    if finetuned is None:
+        # The query must go through the very CLIP that encoded the cached gallery.
+        want = store.meta.get("backbone_sha256")
+        if want is not None and Path(backbone).is_file() and file_sha256(backbone) != want:
+            raise SearchError(f"{backbone} is not the CLIP that encoded {features} (its meta.json names backbone "
+                              f"sha256 {want[:12]}...); pass the backbone the features stage used")
+    clip = finetuned if finetuned is not None else load_clip(backbone, device)
+    uses_text_tags = model.config.use_textual_tags
+    tags = query_tags(query, params, cfg) if uses_text_tags else []
+    ids, gallery = _gallery(store, split, model_path, model, finetuned is not None, clip, frames, tags_path, batch)
+    m = int(store.meta["infer_tags"])
+    with torch.no_grad():
+        encoded = encode_texts(clip, [query, infer_sentence(tags, m)])
+    text, tags_t = encoded[:1], encoded[1:]
+    scores = score_matrix(model, text, gallery.frames, gallery.mask, gallery.tags, tags_t if uses_text_tags else None,
+                          out=np.empty((1, len(ids)), dtype=np.float32))[0]
+    order = np.argsort(-scores, kind="stable")[:top_k]
+    paths = read_parquet(videos_path, columns=["video_id", "path"]).set_index("video_id")["path"]
+    visual = load_tags(tags_path)["visual"]
+    hits = [Hit(rank=i + 1, video_id=ids[j], score=float(scores[j]), path=str(paths.get(ids[j], "")),
+                visual_tags=visual.get(ids[j], [])[:m]) for i, j in enumerate(order)]
+    return {"query": query, "textual_tags": tags, "tag_sentence": infer_sentence(tags, m) if uses_text_tags else None,
+            "model": str(model_path), "variant": model.config.variant, "split": split, "gallery": len(ids),
+            "results": [h.__dict__ for h in hits]}
+
+
+# ----------------------------------------------------------------------------- CLI
+def _print_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    tags = escape(", ".join(result["textual_tags"]) or "(none)")
+    console.print(f"[bold]{escape(result['query'])}[/bold]  ({result['variant']}, {result['gallery']} "
+                  f"{result['split']} videos)\ntextual tags: {tags}", highlight=False)
+    table = Table(show_lines=False)
+    for name, kw in (("#", {"justify": "right"}), ("video", {}), ("score", {"justify": "right"}),
+                     ("path", {"overflow": "fold"}), ("visual tags", {"overflow": "fold"})):
+        table.add_column(name, **kw)
+    for h in result["results"]:
+        table.add_row(str(h["rank"]), escape(h["video_id"]), f"{h['score']:.4f}", escape(h["path"]),
+                      escape(", ".join(h["visual_tags"])))
+    console.print(table)
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="Free-text query, e.g. \"a red circle moves left\".")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many videos to list.")] = 10,
+    params: Annotated[Path, typer.Option(
+        help="params.yaml (sections search, tag_text, clean_tags).")] = Path("params.yaml"),
+    model: Annotated[Path, typer.Option(help="Trained checkpoint.")] = Path("models/macvr/model.pt"),
+    backbone: Annotated[Path, typer.Option(
+        help="CLIP weights that encoded the features.")] = Path("models/backbone.pt"),
+    features: Annotated[Path, typer.Option(help="Features directory (the indexed gallery).")] = Path("data/features"),
+    tags: Annotated[Path, typer.Option(
+        help="tags.parquet (the gallery's visual tags).")] = Path("data/tags/tags.parquet"),
+    videos: Annotated[Path, typer.Option(help="videos.parquet (video paths).")] = Path("data/prepared/videos.parquet"),
+    frames: Annotated[Optional[Path], typer.Option(help="Frames dir; only for finetune-mode checkpoints.")] = None,
+    split: Annotated[str, typer.Option(help="Gallery split: test, train, val or all.")] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (machine-readable) instead of a table.")] = False,
+) -> None:
+    """Rank the indexed gallery for a free-text query with a trained DiCoSA / MAC-VR checkpoint."""
+    from pipeline.tags.client import RequestFailed, ServerUnreachable
+    from pipeline.tags.pos import PosTaggerMissing
+    from pipeline.tags.server import ServerStartError
+    from pipeline.train.checkpoint import CheckpointError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    expected = (SearchError, ConfigError, CheckpointError, FileNotFoundError, ServerUnreachable, ServerStartError,
+                RequestFailed, PosTaggerMissing)
+    try:
+        result = run_search(query, top_k=top_k, params=params, model_path=model, backbone=backbone,
+                            features=features, tags_path=tags, videos_path=videos, frames=frames, split=split)
+    except expected as err:
+        typer.echo(f"search: {err}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        _print_table(result)
