@@ -162,7 +162,7 @@ def run_search(query: str, *, top_k: int, params: Path, model_path: Path, backbo
 
     from pipeline.backbone.encode import encode_texts
     from pipeline.backbone.io import file_sha256, load_clip
-    from pipeline.evaluation.run import resolve_device
+    from pipeline.device import resolve_device
     from pipeline.features.inputs import load_tags
     from pipeline.features.store import load_features
     from pipeline.features.tags import infer_sentence
@@ -175,7 +175,7 @@ def run_search(query: str, *, top_k: int, params: Path, model_path: Path, backbo
     if top_k < 1:
         raise SearchError(f"--top-k must be >= 1, got {top_k}")
     cfg = load_section(SearchConfig, "search", params)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "search.device")
     model, _ = load_trained(model_path, device)
     store = load_features(features)
     if store.dim != model.config.embed_dim:

@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 
+from pipeline.device import DeviceError
 from pipeline.evaluation import EvaluateConfig, EvaluateError, evaluate
 from pipeline.train.checkpoint import CheckpointError
 from stages.common import stage_config
@@ -42,7 +43,7 @@ def main(
     try:
         result = evaluate(config, variant, model, features, out, metrics, plots,
                           frames_dir=frames, captions_path=captions, tags_path=tags)
-    except (EvaluateError, CheckpointError, FileNotFoundError) as err:
+    except (EvaluateError, CheckpointError, DeviceError, FileNotFoundError) as err:
         typer.echo(f"evaluate: {err}", err=True)
         raise typer.Exit(1) from None
     line = ", ".join(f"{d} {s} R@1={m['R1']:.1f}" for d, by in result.items() for s, m in by.items())

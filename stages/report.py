@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from pipeline.device import DeviceError
 from pipeline.report import ReportConfig, ReportError, build_report
 from pipeline.train.checkpoint import CheckpointError
 from stages.common import stage_config
@@ -35,7 +36,7 @@ def main(
     config = stage_config(ReportConfig, "report", params)
     try:
         report = build_report(config, tags, eval_dir, models, features, captions, out, frames_dir=frames)
-    except (ReportError, CheckpointError, FileNotFoundError) as err:
+    except (ReportError, CheckpointError, DeviceError, FileNotFoundError) as err:
         typer.echo(f"report: {err}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"report: {len(report['qualitative']['examples'])} examples, "

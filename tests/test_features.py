@@ -15,7 +15,7 @@ from pipeline.backbone.encode import encode_frames
 from pipeline.backbone.io import file_sha256, load_clip, save_weights
 from pipeline.features import extract as extract_mod
 from pipeline.features.config import FeaturesConfig
-from pipeline.features.encode import resolve_device
+from pipeline.device import resolve_device
 from pipeline.features.extract import extract_features
 from pipeline.features.inputs import load_inputs
 from pipeline.features.store import load_features

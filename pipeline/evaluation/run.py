@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 
 from pipeline.config import to_dict
+from pipeline.device import resolve_device
 from pipeline.evaluation.config import EvaluateConfig
 from pipeline.evaluation.items import EvalRows, select_rows
 from pipeline.evaluation.outputs import (DIRECTIONS, plot_recall_curves, rank_table, recall_curve,
@@ -59,13 +60,6 @@ class Scores:
     querybank_t2v: np.ndarray | None  # [M, V]
     querybank_v2t: np.ndarray | None  # [M_v, C]
 
-
-def resolve_device(setting: str) -> torch.device:
-    if setting == "cpu" or (setting == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise EvaluateError("evaluate.device is 'cuda' but CUDA is not available (use auto or cpu)")
-    return torch.device("cuda")
 
 
 def score_sets(model: MacVR, texts: TextSet, videos: VideoSet, config: EvaluateConfig) -> np.ndarray:
@@ -200,7 +194,7 @@ def evaluate(config: EvaluateConfig, variant: str, model_path: str | Path, featu
     model_path, features_dir = Path(model_path), Path(features_dir)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "evaluate.device")
     model, train_config = load_trained(model_path, device)
     store = load_features(features_dir)
     _check_model(model, variant, store.dim, int(store.frames.shape[1]), model_path)

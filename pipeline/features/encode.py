@@ -12,15 +12,6 @@ from pipeline.backbone.encode import encode_frames, encode_tokens, tokenize
 from pipeline.features.workdir import WorkDir
 
 
-def resolve_device(setting: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("features.device is 'cuda' but torch sees no CUDA device "
-                           "(use 'auto' or 'cpu')")
-    return torch.device(setting)
-
 
 @torch.inference_mode()
 def encode_video_frames(model: torch.nn.Module, frames: np.ndarray, mask: np.ndarray,

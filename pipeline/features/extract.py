@@ -23,7 +23,8 @@ from pipeline.backbone.io import file_sha256, load_clip
 from pipeline.config import to_dict
 from pipeline.features import store
 from pipeline.features.config import FeaturesConfig
-from pipeline.features.encode import encode_unique_texts, encode_video_frames, resolve_device
+from pipeline.device import resolve_device
+from pipeline.features.encode import encode_unique_texts, encode_video_frames
 from pipeline.features.inputs import FeatureInputs, load_inputs
 from pipeline.features.tags import PREFIX, infer_sentence, train_sentences
 from pipeline.features.workdir import WorkDir
@@ -105,7 +106,7 @@ def extract_features(cfg: FeaturesConfig, backbone: str | Path, frames_dir: str 
                    _fingerprint(backbone_sha, frames_dir, inputs, table.texts, cfg))
     if work.resumed:
         log.info("resuming from %s", work.path)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "features.device")
     model = load_clip(backbone, device)
     frames = np.load(frames_dir / "clip_frames.npy", mmap_mode="r")
     mask = np.load(frames_dir / "clip_mask.npy", mmap_mode="r")

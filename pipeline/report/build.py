@@ -21,7 +21,7 @@ import torch
 from pipeline.evaluation.items import EvalRows, select_rows
 from pipeline.evaluation.outputs import (DIRECTION_LABELS, STRATEGIES, STRATEGY_LABELS, log_k_axis, recall_curve,
                                          save_figure, write_csv)
-from pipeline.evaluation.run import resolve_device
+from pipeline.device import resolve_device
 from pipeline.evaluation.sets import TextSet, VideoSet, text_set, video_set
 from pipeline.features.inputs import load_tags
 from pipeline.features.store import FeatureStore, load_features
@@ -125,7 +125,7 @@ def _pair_sets(model_path: Path, model, store: FeatureStore, pairs: EvalRows, de
 
 def concept_section(config: ReportConfig, models_dir: Path, features_dir: Path, captions_path: Path,
                     tags_path: Path, frames_dir: Path | None, out: Path) -> dict:
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "report.device")
     store = load_features(features_dir)
     pairs = tsne_pairs(store, config.tsne.max_pairs)
     maps, silhouette, concepts = {}, {}, {}

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from pipeline.device import resolve_device
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -41,18 +43,6 @@ class DistContext:
         return self.rank == 0
 
 
-def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> this rank's GPU if CUDA is available, else the CPU; ``cuda`` insists on a GPU."""
-    if preference not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {preference!r}")
-    if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but CUDA is not available on this machine")
-    if local_rank >= torch.cuda.device_count():
-        raise RuntimeError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPUs are visible")
-    return torch.device("cuda", local_rank)
-
 
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
@@ -71,7 +61,7 @@ def init_distributed(device_preference: str) -> DistContext:
     local_rank = _env_int("LOCAL_RANK", 0)
     if not 0 <= rank < world_size:
         raise ValueError(f"RANK={rank} is outside WORLD_SIZE={world_size}")
-    device = resolve_device(device_preference, local_rank)
+    device = resolve_device(device_preference, "train.device", local_rank)
     if world_size > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
