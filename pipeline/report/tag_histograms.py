@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.evaluation.outputs import save_figure
+from pipeline.tags.stats import tag_statistics as summary_statistics
 
 MODALITIES = ("visual", "textual")
 
@@ -29,16 +30,20 @@ def tag_counts(tags: pd.DataFrame, modality: str, split: str) -> pd.DataFrame:
 
 
 def tag_statistics(tags: pd.DataFrame, splits: list[str]) -> list[dict]:
-    """Per modality and split: items, items without tags, mean tags per item, distinct tags."""
+    """Per modality and split: items, items without tags, mean tags per item, distinct tags.
+
+    The numbers are clean_tags' own (``pipeline.tags.stats``, the paper's Tab. 1), laid out as
+    one row per (modality, split) for the report's tables; absent combinations count zero.
+    """
+    stats = summary_statistics(tags, splits)
+    empty = {"items": 0, "items_without_tags": 0, "avg_tags": 0.0, "unique_tags": 0}
     out = []
     for modality in MODALITIES:
         for split in splits:
-            part = tags[(tags["modality"] == modality) & (tags["split"] == split)]
-            lengths = np.array([0 if t is None else len(t) for t in part["tags"]])
-            out.append({"modality": modality, "split": split, "items": int(len(part)),
-                        "items_without_tags": int(np.sum(lengths == 0)),
-                        "mean_tags": float(lengths.mean()) if len(lengths) else 0.0,
-                        "distinct_tags": int(len(tag_counts(tags, modality, split)))})
+            s = stats.get(modality, {}).get(split, empty)
+            out.append({"modality": modality, "split": split, "items": s["items"],
+                        "items_without_tags": s["items_without_tags"], "mean_tags": s["avg_tags"],
+                        "distinct_tags": s["unique_tags"]})
     return out
 
 
