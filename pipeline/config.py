@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -64,13 +65,46 @@ def from_mapping(cls: type[T], mapping: Any, where: str) -> T:
             if has_default:
                 continue
             raise ConfigError(f"{where}: missing key '{name}'")
-        kwargs[name] = _coerce(hints[name], mapping[name], f"{where}.{name}")
+        registry = field.metadata.get(REGISTRY_KEY)
+        if registry is not None:
+            kwargs[name] = _coerce_registered(registry(), mapping[name], f"{where}.{name}")
+        else:
+            kwargs[name] = _coerce(hints[name], mapping[name], f"{where}.{name}")
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(f"{where}: {err}") from None
+
+
+REGISTRY_KEY = "macvr_registry"
+
+
+def registry_field(registry: Callable[[], Any], **kwargs: Any) -> Any:
+    """A config field holding ``{registered name: its params}``, validated through a registry.
+
+    ``registry`` returns a :class:`pipeline.registry.Registry` (called at load time, so entries
+    registered after import count) whose entries have a ``params_type`` dataclass. Each key must
+    be registered; each value (``null`` = ``{}``) is loaded strictly into that entry's
+    ``params_type``. The result is an ordered ``dict`` (params.yaml order).
+    """
+    return dataclasses.field(metadata={REGISTRY_KEY: registry}, **kwargs)
+
+
+def _coerce_registered(registry: Any, value: Any, where: str) -> dict[str, Any]:
+    from pipeline.registry import RegistryError
+
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping of {registry.kind} names, got {value!r}")
+    out = {}
+    for name, params in value.items():
+        try:
+            entry = registry.get(str(name))
+        except RegistryError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        out[str(name)] = from_mapping(entry.params_type, {} if params is None else params, f"{where}.{name}")
+    return out
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
@@ -134,6 +168,41 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected null, got {value!r}")
         return None
     raise TypeError(f"{where}: unsupported config type {tp!r}")
+
+
+def from_stored(cls: type[T], mapping: Any, where: str, legacy: dict[str, Any] | None = None,
+                dropped: list[str] | None = None) -> T:
+    """Like :func:`from_mapping`, for configs stored by an older or newer version of this code
+    (checkpoints): a missing key takes its ``legacy`` value (dotted name -> the value that
+    reproduces how the stored artifact was made), else the field's default; a key this code no
+    longer knows is dropped and listed in ``dropped``. Only a missing key with neither is an
+    error, naming the key. Types and values are checked as in params.yaml.
+    """
+    legacy = legacy or {}
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(mapping).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    mapping = dict(mapping)
+    for name in sorted(set(mapping) - set(fields)):
+        if dropped is not None:
+            dropped.append(f"{where}.{name}")
+        del mapping[name]
+    for name, field in fields.items():
+        tp = hints[name]
+        key = f"{where.rsplit(': ', 1)[-1]}.{name}"
+        if dataclasses.is_dataclass(tp) and name in mapping:
+            sub_legacy = {k.split(".", 1)[1]: v for k, v in legacy.items() if k.split(".", 1)[0] == name and "." in k}
+            mapping[name] = dataclasses.asdict(from_stored(tp, mapping[name], f"{where}.{name}", sub_legacy, dropped))
+        elif name not in mapping:
+            if name in legacy:
+                mapping[name] = legacy[name]
+            elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}: the stored config lacks '{name}' ({key}), which has no default: "
+                                  "it was written by a version of this code that did not know it")
+    return from_mapping(cls, mapping, where)
 
 
 def leaf_keys(cls: type, prefix: str = "") -> list[str]:

@@ -3,9 +3,12 @@
 Every function returns named terms (a dict of tensors) with the weighted sum under ``"total"``
 so the trainer can log each one.
 
-- Cross-modal loss L_S: symmetric InfoNCE on the caption x video score matrix, scaled by the
-  learned lambda = exp(logit_scale) clamped at 100 (as CLIP does). Positives are the diagonal
-  (as the official code's CrossEn): batches must hold distinct videos.
+- Cross-modal loss L_S: symmetric InfoNCE on the caption x video score matrix, scaled by
+  lambda = exp(logit_scale). No clamp inside the loss: a clamp there zeroes dL/dlambda once
+  lambda reaches 100 and the parameter can stick; CLIP (and the trainer here) clamp the
+  *parameter* after each optimiser step instead. Positives are the diagonal (as the official
+  code's CrossEn): batches must hold distinct videos. :func:`multi_positive_info_nce` is the
+  same loss when several captions of one video share a batch (tiny-CLIP pretraining).
 - Concept loss on matched pairs: C_kl = mean_b sum_c z(X_b^k)_c z(Y_b^l)_c / L, where z
   standardises each sample's d channels of a concept (mean 0, unbiased std 1) and L = max_words;
   Loss(C) = alpha sum_k (C_kk - 1)^2 + beta sum_{k!=l} C_kl^2. Dividing by L (the caption token
@@ -23,24 +26,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from pipeline.model.config import MAX_LOGIT_SCALE
 from pipeline.model.macvr import ModelOutput
 
 
 @dataclass(frozen=True)
-class LossConfig:
-    """Loss weights (params.yaml: ``train.loss``).
+class LossParams:
+    """Loss weights (params.yaml: ``train.loss``; ``alpha_align`` is set per variant).
 
     alpha: weight of the on-diagonal term sum_k (C_kk - 1)^2 (0.01 in the official code).
     beta: weight of the off-diagonal term sum_{k!=l} C_kl^2 (0.005).
-    max_words: L, the normaliser of C (the caption token length: 32, 64 for paragraphs).
     alpha_align: weight of the MAC-VR alignment loss L_A (1.0 = official code and paper's best);
-        0 gives the Tab. 4 "+VT+TT without L_A" ablation. Unused by the dicosa variant.
+        0 gives the Tab. 4 "+VT+TT without L_A" ablation. Unused without tags (DiCoSA).
     """
 
     alpha: float
     beta: float
-    max_words: int
     alpha_align: float
 
     def __post_init__(self) -> None:
@@ -48,16 +48,40 @@ class LossConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"loss config: {name} must be a finite number >= 0, got {value}")
+
+
+@dataclass(frozen=True)
+class LossConfig(LossParams):
+    """:class:`LossParams` plus max_words: L, the normaliser of C (the official code divides by
+    the caption token length, ``text.max_words``: 32, 64 for paragraphs)."""
+
+    max_words: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.max_words <= 0:
             raise ValueError(f"loss config: max_words must be > 0, got {self.max_words}")
+
+
+def multi_positive_info_nce(logits: torch.Tensor, text_video: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Symmetric InfoNCE of scaled logits [T, V] where caption t belongs to video ``text_video[t]``.
+
+    Text-to-video is a cross-entropy over the videos; video-to-text treats all of a video's
+    captions in the batch as its positives (-log of their share of the column's softmax mass),
+    which is CE(logits^T) when each video has exactly one caption.
+    """
+    t2v = F.cross_entropy(logits, text_video)
+    positive = text_video[:, None] == torch.arange(logits.shape[1], device=logits.device)[None, :]
+    columns = logits.t()  # [V, T]
+    v2t = (columns.logsumexp(dim=1) - columns.masked_fill(~positive.t(), float("-inf")).logsumexp(dim=1)).mean()
+    return {"total": (t2v + v2t) / 2, "t2v": t2v, "v2t": v2t}
 
 
 def info_nce(similarity: torch.Tensor, logit_scale: torch.Tensor) -> dict[str, torch.Tensor]:
     """L_S = (CE(lambda S) + CE(lambda S^T)) / 2 with targets on the diagonal of S [B, B]."""
     if similarity.ndim != 2 or similarity.shape[0] != similarity.shape[1]:
         raise ValueError(f"info_nce: expected a square [B, B] score matrix, got {tuple(similarity.shape)}")
-    scale = logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
-    logits = scale * similarity
+    logits = logit_scale.exp() * similarity
     target = torch.arange(similarity.shape[0], device=similarity.device)
     t2v = F.cross_entropy(logits, target)
     v2t = F.cross_entropy(logits.t(), target)

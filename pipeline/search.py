@@ -115,95 +115,56 @@ class Hit:
     visual_tags: list[str]
 
 
-def _gallery(store, split: str, model_path: Path, model, clip_is_finetuned: bool, clip, frames: Path | None,
-             tags_path: Path, batch: int):
-    """(video ids, VideoSet) of the gallery split, cached or re-encoded by a fine-tuned CLIP."""
-    from pipeline.evaluation.sets import VideoSet, video_set
-
-    videos = store.videos if split == "all" else store.videos[store.videos["split"] == split]
-    if videos.empty:
-        raise SearchError(f"the features directory has no {split!r} videos to search")
-    ids = [str(v) for v in videos["video_id"]]
-    rows = videos["row"].to_numpy(dtype=np.int64)
-    if not clip_is_finetuned:
-        return ids, video_set(store, rows)
-    if frames is None:
-        raise SearchError(f"{model_path} was fine-tuned end to end: the gallery must be re-encoded by its "
-                          "CLIP, which needs --frames")
-    from pipeline.evaluation.encode import encode_text_list, encode_video_rows
-    from pipeline.features.inputs import load_tags
-    from pipeline.features.tags import infer_sentence
-    from pipeline.io import read_parquet
-
-    index = read_parquet(frames / "index.parquet", columns=["video_id", "row", "status"])
-    ok = index[(index["status"] == "ok") & (index["row"] >= 0)].set_index("video_id")["row"]
-    missing = [v for v in ids if v not in ok.index]
-    if missing:
-        raise SearchError(f"{frames}: no decoded frames for {len(missing)} gallery videos (e.g. {missing[0]!r})")
-    feats, mask = encode_video_rows(clip, np.load(frames / "clip_frames.npy", mmap_mode="r"),
-                                    np.load(frames / "clip_mask.npy", mmap_mode="r"),
-                                    ok.loc[ids].to_numpy(dtype=np.int64), batch, "gallery frames")
-    tags_v = None
-    if model.config.use_visual_tags:
-        visual = load_tags(tags_path)["visual"]
-        sentences = [infer_sentence(visual.get(v, []), int(store.meta["infer_tags"])) for v in ids]
-        tags_v = encode_text_list(clip, sentences, batch, "gallery tags")
-    return ids, VideoSet(feats, mask, tags_v)
-
-
 def run_search(query: str, *, top_k: int, params: Path, model_path: Path, backbone: Path, features: Path,
                tags_path: Path, videos_path: Path, frames: Path | None = None, split: str = "test",
                batch: int = 64) -> dict[str, Any]:
     """Everything ``macvr search`` prints, as a dict (query, its tags, the top-k hits)."""
-    from pipeline.backbone.arch import clip_module
-
-    clip_module()  # first import of clip here, without its pkg_resources deprecation warning
     import torch
 
-    from pipeline.backbone.encode import encode_texts
-    from pipeline.backbone.io import file_sha256, load_clip
     from pipeline.device import resolve_device
-    from pipeline.features.inputs import load_tags
+    from pipeline.evaluation.trained import ItemSources, ScoringInputError, TrainedModel
     from pipeline.features.store import load_features
     from pipeline.features.tags import infer_sentence
     from pipeline.io import read_parquet
     from pipeline.scoring import score_matrix
-    from pipeline.train.checkpoint import load_trained, load_trained_clip
+    from pipeline.tags.table import read_tags
+    from pipeline.text import TextConfig
 
     if not query.strip():
         raise SearchError("the query is empty")
     if top_k < 1:
         raise SearchError(f"--top-k must be >= 1, got {top_k}")
     cfg = load_section(SearchConfig, "search", params)
+    max_words = load_section(TextConfig, "text", params).max_words
     device = resolve_device(cfg.device, "search.device")
-    model, _ = load_trained(model_path, device)
+    model = TrainedModel.load(model_path, device)
     store = load_features(features)
-    if store.dim != model.config.embed_dim:
-        raise SearchError(f"{model_path} takes {model.config.embed_dim}-d features, {features} holds {store.dim}-d")
-    finetuned = load_trained_clip(model_path, device)
-    if finetuned is None:
-        # The query must go through the very CLIP that encoded the cached gallery.
-        want = store.meta.get("backbone_sha256")
-        if want is not None and Path(backbone).is_file() and file_sha256(backbone) != want:
-            raise SearchError(f"{backbone} is not the CLIP that encoded {features} (its meta.json names backbone "
-                              f"sha256 {want[:12]}...); pass the backbone the features stage used")
-    clip = finetuned if finetuned is not None else load_clip(backbone, device)
+    videos = store.videos if split == "all" else store.videos[store.videos["split"] == split]
+    if videos.empty:
+        raise SearchError(f"the features directory has no {split!r} videos to search")
+    ids = [str(v) for v in videos["video_id"]]
+    try:
+        model.check_features(store)
+        text_encoder = model.text_backbone(backbone, store, device)
+        gallery = model.video_set(store, videos["row"].to_numpy(dtype=np.int64), ids,
+                                  ItemSources(frames=frames, tags=tags_path, batch_size=batch), "gallery")
+    except ScoringInputError as err:
+        raise SearchError(str(err)) from None
     uses_text_tags = model.config.use_textual_tags
     tags = query_tags(query, params, cfg) if uses_text_tags else []
-    ids, gallery = _gallery(store, split, model_path, model, finetuned is not None, clip, frames, tags_path, batch)
     m = int(store.meta["infer_tags"])
     with torch.no_grad():
-        encoded = encode_texts(clip, [query, infer_sentence(tags, m)])
+        encoded = text_encoder.encode_texts([query, infer_sentence(tags, m)], max_words)
     text, tags_t = encoded[:1], encoded[1:]
-    scores = score_matrix(model, text, gallery.frames, gallery.mask, gallery.tags, tags_t if uses_text_tags else None,
-                          out=np.empty((1, len(ids)), dtype=np.float32))[0]
+    scores = score_matrix(model.head, text, gallery.frames, gallery.mask, gallery.tags,
+                          tags_t if uses_text_tags else None, out=np.empty((1, len(ids)), dtype=np.float32))[0]
     order = np.argsort(-scores, kind="stable")[:top_k]
     paths = read_parquet(videos_path, columns=["video_id", "path"]).set_index("video_id")["path"]
-    visual = load_tags(tags_path)["visual"]
+    visual = read_tags(tags_path).visual
     hits = [Hit(rank=i + 1, video_id=ids[j], score=float(scores[j]), path=str(paths.get(ids[j], "")),
                 visual_tags=visual.get(ids[j], [])[:m]) for i, j in enumerate(order)]
     return {"query": query, "textual_tags": tags, "tag_sentence": infer_sentence(tags, m) if uses_text_tags else None,
-            "model": str(model_path), "variant": model.config.variant, "split": split, "gallery": len(ids),
+            "model": str(model_path), "variant": model.variant, "split": split, "gallery": len(ids),
             "results": [h.__dict__ for h in hits]}
 
 
@@ -231,10 +192,10 @@ def search(
     query: Annotated[str, typer.Argument(help="Free-text query, e.g. \"a red circle moves left\".")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many videos to list.")] = 10,
     params: Annotated[Path, typer.Option(
-        help="params.yaml (sections search, tag_text, clean_tags).")] = Path("params.yaml"),
+        help="params.yaml (sections search, text, tag_text, clean_tags).")] = Path("params.yaml"),
     model: Annotated[Path, typer.Option(help="Trained checkpoint.")] = Path("models/macvr/model.pt"),
     backbone: Annotated[Path, typer.Option(
-        help="CLIP weights that encoded the features.")] = Path("models/backbone.pt"),
+        help="Backbone weights that encoded the features.")] = Path("models/backbone.pt"),
     features: Annotated[Path, typer.Option(help="Features directory (the indexed gallery).")] = Path("data/features"),
     tags: Annotated[Path, typer.Option(
         help="tags.parquet (the gallery's visual tags).")] = Path("data/tags/tags.parquet"),
@@ -244,14 +205,9 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (machine-readable) instead of a table.")] = False,
 ) -> None:
     """Rank the indexed gallery for a free-text query with a trained DiCoSA / MAC-VR checkpoint."""
-    from pipeline.tags.client import RequestFailed, ServerUnreachable
-    from pipeline.tags.pos import PosTaggerMissing
-    from pipeline.tags.server import ServerStartError
-    from pipeline.train.checkpoint import CheckpointError
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    expected = (SearchError, ConfigError, CheckpointError, FileNotFoundError, ServerUnreachable, ServerStartError,
-                RequestFailed, PosTaggerMissing)
+    # Expected failures (bad params, missing inputs, a tag server that never answers) are one line.
+    expected = (ValueError, OSError, RuntimeError)
     try:
         result = run_search(query, top_k=top_k, params=params, model_path=model, backbone=backbone,
                             features=features, tags_path=tags, videos_path=videos, frames=frames, split=split)

@@ -1,4 +1,4 @@
-"""Stage ``backbone``: the CLIP weights file every later stage loads.
+"""Stage ``backbone``: the backbone weights file every later stage loads.
 
 python -m stages.backbone --params params.yaml --frames data/frames \
     --captions data/prepared/captions.parquet --out models/backbone.pt --metrics metrics/backbone.json
@@ -13,28 +13,31 @@ import typer
 
 from pipeline.backbone.build import build_backbone
 from pipeline.backbone.config import BackboneConfig
+from pipeline.config import load_section
 from pipeline.io import write_json
-from stages.common import stage_config
+from pipeline.text import TextConfig
+from stages.common import run, stage_config
 
-PARAMS = {"backbone": BackboneConfig}  # the params sections this stage reads (dvc.yaml contract)
+PARAMS = {"backbone": BackboneConfig, "text": TextConfig}  # the params sections this stage reads
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="params file (section 'backbone')"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file (sections 'backbone', 'text')"),
     frames: Path = typer.Option(..., help="frames dir (tiny pretraining and its evaluation)"),
     captions: Path = typer.Option(..., help="captions.parquet (tiny pretraining)"),
     out: Path = typer.Option(..., help="weights file to write"),
     metrics: Optional[Path] = typer.Option(None, help="metrics JSON to write"),
 ) -> None:
-    """Pretrain the tiny CLIP, or load and verify the official ViT-B/32, into one weights file."""
-    config = stage_config(BackboneConfig, "backbone", params)
-    result = build_backbone(config, frames, captions, out)
+    """Pretrain the tiny CLIP, or load and verify official / open_clip weights, into one weights file."""
+    config = stage_config(BackboneConfig, "backbone", params, checks=PARAMS)
+    text = load_section(TextConfig, "text", params)
+    result = run("backbone", build_backbone, config, frames, captions, out, text.max_words)
     if metrics is not None:
         write_json(result, metrics)
-    summary = f"{out}: {config.kind}, {result['parameters']:,} parameters, {result['seconds']} s"
+    summary = f"{out}: {config.kind}, {result['parameters']:,} parameters, D={result['embed_dim']}"
     if "r1" in result:
         summary += "; R@1 t2v " + ", ".join(f"{s} {r['t2v_r1']:.3f}" for s, r in result["r1"].items())
     typer.echo(summary)

@@ -1,10 +1,20 @@
-"""Helpers shared by the stage entry points (kept tiny: stages are thin)."""
+"""Helpers shared by the stage entry points (kept tiny: stages are thin).
+
+Every stage loads its params through :func:`stage_config` (a bad params file, or sections that
+disagree, stop it before any work with a message naming the keys) and runs its library call
+through :func:`run`, so an expected failure -- a missing input, a bad video, a server that never
+answers -- ends with one line naming the file and the cause, exit status 1, and no traceback.
+``MACVR_TRACEBACK=1`` shows the traceback for debugging.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import typer
 
@@ -12,12 +22,49 @@ from pipeline.config import ConfigError, load_section
 
 T = TypeVar("T")
 
+# Failures a user can cause and fix: bad params, missing or malformed inputs, devices, servers.
+# The library raises ValueError subclasses (ConfigError, CheckpointError, RegistryError, ...),
+# OSError subclasses (missing files) and RuntimeError subclasses (BackboneError, FramesError,
+# DeviceError, ServerStartError, ...).
+EXPECTED = (ValueError, OSError, RuntimeError, sqlite3.DatabaseError)
 
-def stage_config(cls: type[T], section: str, params: Path) -> T:
-    """Load a stage's section; a bad params file exits with its message, not a traceback."""
+
+def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def stage_config(cls: type[T], section: str, params: Path, checks: Sequence[str] = ()) -> T:
+    """Load a stage's section; a bad params file exits with its message, not a traceback.
+
+    ``checks``: the params sections whose agreement with each other must hold before the stage
+    starts (see :mod:`pipeline.params`).
+    """
+    setup_logging()
     try:
-        return load_section(cls, section, params)
+        config = load_section(cls, section, params)
+        if checks:
+            from pipeline.params import check_agreement
+
+            problems = check_agreement(params, set(checks))
+            if problems:
+                raise ConfigError(f"{params}: " + "; ".join(problems))
+        return config
     except ConfigError as err:
         typer.echo(f"config error: {err}", err=True)
         raise typer.Exit(2) from None
+
+
+def run(stage: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``; an expected failure becomes one line on stderr and exit status 1."""
+    try:
+        return fn(*args, **kwargs)
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except EXPECTED as err:
+        if os.environ.get("MACVR_TRACEBACK"):
+            raise
+        message = str(err) if str(err) else type(err).__name__
+        if isinstance(err, ConfigError):
+            message = f"config error: {message}"
+        typer.echo(f"{stage}: {message}", err=True)
+        raise typer.Exit(1) from None

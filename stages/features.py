@@ -1,4 +1,4 @@
-"""Stage ``features``: frozen CLIP features of frames, captions and tag sentences.
+"""Stage ``features``: frozen backbone features of frames, captions and tag sentences.
 
 python -m stages.features --params params.yaml --backbone models/backbone.pt --frames data/frames \
     --videos data/prepared/videos.parquet --captions data/prepared/captions.parquet \
@@ -11,18 +11,20 @@ from pathlib import Path
 
 import typer
 
+from pipeline.config import load_section
 from pipeline.features.config import FeaturesConfig
 from pipeline.features.extract import extract_features
-from stages.common import stage_config
+from pipeline.text import TextConfig
+from stages.common import run, stage_config
 
-PARAMS = {"features": FeaturesConfig}  # the params sections this stage reads (dvc.yaml contract)
+PARAMS = {"features": FeaturesConfig, "text": TextConfig}  # the params sections this stage reads
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="params file (section 'features')"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file (sections 'features', 'text')"),
     backbone: Path = typer.Option(..., help="backbone weights file"),
     frames: Path = typer.Option(..., help="frames dir (clip_frames.npy, clip_mask.npy, index.parquet)"),
     videos: Path = typer.Option(..., help="videos.parquet (splits)"),
@@ -31,8 +33,9 @@ def main(
     out: Path = typer.Option(..., help="features dir, replaced whole"),
 ) -> None:
     """Encode every decoded video's frames, every caption and every tag sentence once."""
-    config = stage_config(FeaturesConfig, "features", params)
-    meta = extract_features(config, backbone, frames, videos, captions, tags, out)
+    config = stage_config(FeaturesConfig, "features", params, checks=PARAMS)
+    text = load_section(TextConfig, "text", params)
+    meta = run("features", extract_features, config, text, backbone, frames, videos, captions, tags, out)
     counts = meta["counts"]
     typer.echo(f"{out}: {counts['videos']} videos, {counts['captions']} captions, "
                f"{counts['distinct_texts']} distinct texts, D={meta['dim']}")

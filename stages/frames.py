@@ -9,12 +9,22 @@ from pathlib import Path
 
 import typer
 
-from pipeline.frames import FramesConfig, FramesError, extract_frames
+from pipeline.frames import FramesConfig, extract_frames
 from pipeline.io import read_parquet, write_json
-from stages.common import stage_config
+from stages.common import run, stage_config
 
 PARAMS = {"frames": FramesConfig}  # the params.yaml sections this stage reads
 app = typer.Typer(add_completion=False)
+
+
+def _extract(config: FramesConfig, videos: Path, out: Path, metrics: Path | None) -> dict:
+    if not videos.is_file():
+        raise FileNotFoundError(f"{videos}: videos table not found (did the prepare stage run?)")
+    # Relative video paths are relative to the repository root, where DVC runs stages.
+    summary = extract_frames(config, read_parquet(videos), out, root=Path.cwd())
+    if metrics is not None:
+        write_json(summary, metrics)
+    return summary
 
 
 @app.command()
@@ -24,16 +34,9 @@ def main(
     out: Path = typer.Option(..., help="frames directory to write (replaced atomically)"),
     metrics: Path | None = typer.Option(None, help="also write the summary here (DVC metric)"),
 ) -> None:
-    """Decode uniformly sampled frames: CLIP crops (.npy) and VLM JPEGs (Parquet)."""
-    config = stage_config(FramesConfig, "frames", params)
-    # Relative video paths are relative to the repository root, where DVC runs stages.
-    try:
-        summary = extract_frames(config, read_parquet(videos), out, root=Path.cwd())
-    except FramesError as err:  # a named bad video: a clear message, not a traceback
-        typer.echo(f"frames: {err}", err=True)
-        raise typer.Exit(1) from None
-    if metrics is not None:
-        write_json(summary, metrics)
+    """Decode sampled frames: CLIP crops (.npy) and VLM JPEGs (Parquet)."""
+    config = stage_config(FramesConfig, "frames", params, checks=PARAMS)
+    summary = run("frames", _extract, config, videos, out, metrics)
     typer.echo(f"frames: {summary['ok']} ok, {summary['skipped']} skipped, "
                f"{summary['padded']} padded -> {out}")
 

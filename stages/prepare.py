@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from pipeline.data.prepare import PrepareConfig, prepare
-from stages.common import stage_config
+from stages.common import run, stage_config
 
 PARAMS = {"prepare": PrepareConfig}  # the params.yaml sections this stage reads
 app = typer.Typer(add_completion=False)
@@ -22,8 +22,8 @@ def main(
     out: Path = typer.Option(..., help="output folder, replaced whole"),
 ) -> None:
     """Read the selected dataset (or generate the synthetic one) into the shared tables."""
-    config = stage_config(PrepareConfig, "prepare", params)
-    videos, captions = prepare(config, out)
+    config = stage_config(PrepareConfig, "prepare", params, checks=PARAMS)
+    videos, captions = run("prepare", prepare, config, out)
     for split, n in videos["split"].value_counts().sort_index().items():
         typer.echo(f"{split}: {n} videos, {int((captions['split'] == split).sum())} captions")
 

@@ -1,10 +1,12 @@
-"""Stage ``train``: train DiCoSA or MAC-VR on cached CLIP features (or end to end from frames).
+"""Stage ``train@<variant>``: train one variant on cached backbone features (or end to end).
 
 python -m stages.train --params params.yaml --variant macvr --features data/features \
     --backbone models/backbone.pt --out models/macvr --live-dir dvclive/train/macvr
 
-Finetune mode (``train.mode: finetune``) reads ``--frames``, ``--captions``, ``--tags`` and
-``--backbone`` instead of ``--features``. Multi-GPU: ``torchrun --nproc_per_node=G -m stages.train ...``.
+The run's config is ``train`` plus the variant's overrides (``variants.<name>`` on top of the
+registered variant: see pipeline/train/variants.py). Finetune mode (``train.mode: finetune``)
+reads ``--frames``, ``--captions``, ``--tags`` and ``--backbone`` instead of ``--features``.
+Several GPUs / nodes: ``torchrun --nproc_per_node=G -m stages.train ...`` (see the README).
 """
 
 from __future__ import annotations
@@ -14,37 +16,51 @@ from typing import Optional
 
 import typer
 
+from pipeline.config import ConfigError, load_section
+from pipeline.text import TextConfig
 from pipeline.train.config import TrainConfig
 from pipeline.train.loop import TrainInputs, train
-from stages.common import stage_config
+from pipeline.train.variants import load_variant
+from stages.common import run, setup_logging
 
-PARAMS = {"train": TrainConfig}
+# The params sections this stage reads: ``train``, its variant's entry of ``variants``, ``text``.
+PARAMS = {"train": TrainConfig, "variants": None, "text": TextConfig}
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="params file (section 'train')"),
-    variant: str = typer.Option(..., help="dicosa or macvr (overrides train.model.variant)"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file (train, variants.<variant>, text)"),
+    variant: str = typer.Option(..., help="a variant of params.yaml's 'variants' (or a registered one)"),
     out: Path = typer.Option(..., help="output folder: model.pt, checkpoint.pt (and last.pt while training)"),
     features: Optional[Path] = typer.Option(None, help="features dir (cached mode)"),
     frames: Optional[Path] = typer.Option(None, help="frames dir (finetune mode)"),
     captions: Optional[Path] = typer.Option(None, help="captions.parquet (finetune mode)"),
-    tags: Optional[Path] = typer.Option(None, help="tags.parquet (finetune mode, macvr)"),
-    backbone: Optional[Path] = typer.Option(None, help="CLIP weights (finetune mode; temporal init)"),
+    tags: Optional[Path] = typer.Option(None, help="tags.parquet (finetune mode, variants with tags)"),
+    backbone: Optional[Path] = typer.Option(None, help="backbone weights (finetune mode; temporal init; "
+                                                       "the backbone's logit scale)"),
     live_dir: Optional[Path] = typer.Option(None, help="dvclive folder for metrics and plots"),
     resume: Optional[bool] = typer.Option(None, "--resume/--fresh",
                                           help="--resume: continue OUT/last.pt or fail; --fresh: ignore it. "
                                                "Default: continue it when config and inputs match."),
 ) -> None:
     """Train one variant; write checkpoints and dvclive logs."""
-    if variant not in ("dicosa", "macvr"):
-        raise typer.BadParameter(f"must be dicosa or macvr, got {variant!r}", param_hint="--variant")
-    config = stage_config(TrainConfig, "train", params)
+    setup_logging()
+    try:
+        config = load_variant(params, variant, TrainConfig)
+        text = load_section(TextConfig, "text", params)
+        from pipeline.params import check_agreement
+
+        problems = check_agreement(params, {"train", "variants", "text"})
+        if problems:
+            raise ConfigError(f"{params}: " + "; ".join(problems))
+    except ConfigError as err:
+        typer.echo(f"config error: {err}", err=True)
+        raise typer.Exit(2) from None
     inputs = TrainInputs(features=features, frames=frames, captions=captions, tags=tags, backbone=backbone)
     mode = "auto" if resume is None else ("always" if resume else "never")
-    metrics = train(config, variant, inputs, out, live_dir=live_dir, resume=mode)  # type: ignore[arg-type]
+    metrics = run("train", train, config, variant, inputs, out, live_dir=live_dir, resume=mode, text=text)
     if not metrics:  # ranks other than 0 under torchrun
         return
     shown = {k: v for k, v in metrics.items() if "r1" in k or k.endswith("/total")}

@@ -11,8 +11,11 @@ import typer
 from typer.testing import CliRunner
 
 from pipeline.retrieval.command import metrics
-from pipeline.retrieval.evaluation import (MACVR_REFERENCE, DSLConfig, QBNormConfig, RetrievalConfig,
-                                           evaluate_all)
+from pipeline.retrieval import DSLParams, QBDirection, QBParams, RetrievalConfig, reference_config
+from pipeline.retrieval.evaluation import evaluate_all
+from pipeline.retrieval.strategies import NoParams
+
+MACVR_REFERENCE = reference_config()
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +81,12 @@ def test_options_reach_the_library(invoke, case):
     tmp, sim, gt = case
     np.save(tmp / "ids.npy", gt)
     result = invoke(tmp / "sim.npy", "--ids", tmp / "ids.npy", "--querybank", tmp / "qb.npy",
-                    "--qb-beta", 20, "--qb-k", 2, "--qb-threshold", 1, "--dsl-temp", 0.5,
-                    "--ties", "pessimistic")
+                    "--set", "qb.t2v.beta=20", "--set", "qb.t2v.k=2", "--set", "qb.t2v.theta=1",
+                    "--set", "dsl.t2v_temp=0.5", "--set", "dsl.v2t_temp=0.5", "--ties", "pessimistic")
     assert result.exit_code == 0, result.stderr
-    config = RetrievalConfig(ties="pessimistic", dsl=DSLConfig(t2v_temp=0.5, v2t_temp=0.5),
-                             qb_t2v=QBNormConfig(beta=20.0, k=2, theta=1),
-                             qb_v2t=QBNormConfig(beta=20.0, k=2, theta=5))
+    config = RetrievalConfig(ties="pessimistic", strategies={
+        "none": NoParams(), "dsl": DSLParams(t2v_temp=0.5, v2t_temp=0.5),
+        "qb": QBParams(t2v=QBDirection(beta=20.0, k=2, theta=1), v2t=QBDirection(beta=70.0, k=1, theta=5))})
     out = json.loads(result.stdout)
     assert out == evaluate_all(sim, gt, np.load(tmp / "qb.npy"), config=config)
     assert "qb" not in out["v2t"]
@@ -104,7 +107,8 @@ def test_help_reads_well(invoke):
     text = flat(result.stdout)
     assert result.exit_code == 0
     for phrase in ["rows = text queries", "percent", "one integer per line", "--querybank-v2t",
-                   "default: 70.0", "default: 3", "default: 5", "default: 0.01", "optimistic"]:
+                   '"beta": 70.0', '"theta": 3', '"theta": 5', '"t2v_temp": 0.01', "optimistic",
+                   "Registered: none, dsl, qb", "qb.t2v.beta=20"]:
         assert phrase in text, phrase
 
 
@@ -123,8 +127,10 @@ def _write(path, content):
     ("nan.npy", np.array([[1.0, np.nan], [0.0, 1.0]]), [], "NaN score(s), first at (row, col) = (0, 1)"),
     ("text.npy", b"not numpy", [], "not a readable .npy array"),
     ("rect.npy", np.ones((3, 2)), [], "3x2 is not square"),
-    ("sq.npy", np.eye(3), ["--qb-beta", "0"], "must be > 0"),
-    ("sq.npy", np.eye(3), ["--qb-k", "0"], "--qb-k"),
+    ("sq.npy", np.eye(3), ["--set", "qb.t2v.beta=0"], "beta must be > 0"),
+    ("sq.npy", np.eye(3), ["--set", "qb.t2v.bogus=1"], "unknown key 'bogus'"),
+    ("sq.npy", np.eye(3), ["--set", "beta=1"], "expected STRATEGY.KEY=VALUE"),
+    ("sq.npy", np.eye(3), ["--strategy", "magic"], "unknown strategy 'magic'"),
     ("sq.npy", np.eye(3), ["--ties", "random"], "--ties"),
 ])
 def test_bad_inputs_fail_clearly(invoke, tmp_path, name, content, extra, message):
@@ -170,3 +176,19 @@ def test_querybank_shape_and_orphan_video_errors(invoke, case):
     result = invoke(tmp / "sim.npy", "--ids", tmp / "ids.npy")
     assert result.exit_code == 1 and result.stdout == ""
     assert "at least one caption per video" in result.stderr
+
+
+def test_strategy_subset_and_params_file(invoke, case):
+    tmp, sim, gt = case
+    np.save(tmp / "ids.npy", gt)
+    result = invoke(tmp / "sim.npy", "--ids", tmp / "ids.npy", "--strategy", "dsl")
+    assert result.exit_code == 0, result.stderr
+    assert list(json.loads(result.stdout)["t2v"]) == ["dsl"]
+    (tmp / "params.yaml").write_text(
+        "evaluate:\n  retrieval:\n    ties: pessimistic\n    strategies:\n      none: {}\n"
+        "      dsl: {t2v_temp: 0.2, v2t_temp: 0.3}\n")
+    result = invoke(tmp / "sim.npy", "--ids", tmp / "ids.npy", "--params", tmp / "params.yaml")
+    assert result.exit_code == 0, result.stderr
+    expected = evaluate_all(sim, gt, config=RetrievalConfig(ties="pessimistic", strategies={
+        "none": NoParams(), "dsl": DSLParams(t2v_temp=0.2, v2t_temp=0.3)}))
+    assert json.loads(result.stdout) == expected

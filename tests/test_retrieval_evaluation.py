@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 from pipeline.config import ConfigError, leaf_keys, load_section
-from pipeline.retrieval.evaluation import (MACVR_REFERENCE, DSLConfig, QBNormConfig, RetrievalConfig,
-                                           TiedGroundTruthWarning, evaluate_all, strategy_ranks)
+from pipeline.retrieval import DSLParams, QBDirection, RetrievalConfig, STRATEGIES, rank_all, reference_config
+from pipeline.retrieval.evaluation import TiedGroundTruthWarning, evaluate_all, strategy_ranks
+from pipeline.retrieval.strategies import NoParams, Rescored, Strategy
+
+MACVR_REFERENCE = reference_config()
 
 KEYS = ["R1", "R5", "R10", "R50", "MdR", "MnR"]
 
@@ -51,11 +54,12 @@ def brute_all(sim, gt, bank_t2v, bank_v2t, cfg):
     t2v = lambda m: brute_metrics([brute_best_rank(m[i], [gt[i]]) for i in range(n_captions)])
     v2t = lambda m: brute_metrics([brute_best_rank(m[v], [i for i in range(n_captions) if gt[i] == v])
                                    for v in range(n_videos)])
+    dsl, qb = cfg.strategies["dsl"], cfg.strategies["qb"]
     return {
-        "t2v": {"none": t2v(sim), "dsl": t2v(brute_dsl(sim, cfg.dsl.t2v_temp)),
-                "qb": t2v(brute_qb(sim, bank_t2v, cfg.qb_t2v.beta, cfg.qb_t2v.theta))},
-        "v2t": {"none": v2t(sim.T), "dsl": v2t(brute_dsl(sim.T, cfg.dsl.v2t_temp)),
-                "qb": v2t(brute_qb(sim.T, bank_v2t, cfg.qb_v2t.beta, cfg.qb_v2t.theta))},
+        "t2v": {"none": t2v(sim), "dsl": t2v(brute_dsl(sim, dsl.t2v_temp)),
+                "qb": t2v(brute_qb(sim, bank_t2v, qb.t2v.beta, qb.t2v.theta))},
+        "v2t": {"none": v2t(sim.T), "dsl": v2t(brute_dsl(sim.T, dsl.v2t_temp)),
+                "qb": v2t(brute_qb(sim.T, bank_v2t, qb.v2t.beta, qb.v2t.theta))},
     }
 
 
@@ -107,9 +111,7 @@ def test_ties_on_the_ground_truth_warn_and_follow_the_policy():
     sim = np.zeros((4, 4))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pessimistic = evaluate_all(sim, config=RetrievalConfig(
-            ties="pessimistic", dsl=MACVR_REFERENCE.dsl, qb_t2v=MACVR_REFERENCE.qb_t2v,
-            qb_v2t=MACVR_REFERENCE.qb_v2t))
+        pessimistic = evaluate_all(sim, config=reference_config(ties="pessimistic"))
     assert all(w.category is TiedGroundTruthWarning for w in caught)
     assert [str(w.message).split(":")[0] for w in caught] == ["t2v/none", "t2v/dsl", "v2t/none", "v2t/dsl"]
     assert "4 of 4 queries" in str(caught[0].message) and "'pessimistic'" in str(caught[0].message)
@@ -134,17 +136,12 @@ def test_querybank_shapes_are_checked():
 PARAMS_YAML = """
 retrieval:
   ties: optimistic
-  dsl:
-    t2v_temp: 0.01
-    v2t_temp: 0.01
-  qb_t2v:
-    beta: 70.0
-    k: 1
-    theta: 3
-  qb_v2t:
-    beta: 70.0
-    k: 1
-    theta: 5
+  strategies:
+    none: {}
+    dsl: {t2v_temp: 0.01, v2t_temp: 0.01}
+    qb:
+      t2v: {beta: 70.0, k: 1, theta: 3}
+      v2t: {beta: 70.0, k: 1, theta: 5}
 """
 
 
@@ -152,16 +149,89 @@ def test_config_loads_from_params_and_validates(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(PARAMS_YAML)
     assert load_section(RetrievalConfig, "retrieval", params) == MACVR_REFERENCE
-    assert leaf_keys(RetrievalConfig) == ["ties", "dsl.t2v_temp", "dsl.v2t_temp", "qb_t2v.beta",
-                                          "qb_t2v.k", "qb_t2v.theta", "qb_v2t.beta", "qb_v2t.k",
-                                          "qb_v2t.theta"]
+    assert leaf_keys(RetrievalConfig) == ["ties", "strategies"]
     params.write_text(PARAMS_YAML.replace("ties: optimistic", "ties: random"))
     with pytest.raises(ConfigError, match="ties"):
         load_section(RetrievalConfig, "retrieval", params)
     params.write_text(PARAMS_YAML.replace("theta: 5", "theta: 0"))
     with pytest.raises(ConfigError, match="theta must be >= 1"):
         load_section(RetrievalConfig, "retrieval", params)
+    params.write_text(PARAMS_YAML.replace("none: {}", "nonsense: {}"))
+    with pytest.raises(ConfigError, match=r"unknown inference strategy 'nonsense'; registered: none, dsl, qb"):
+        load_section(RetrievalConfig, "retrieval", params)
+    params.write_text(PARAMS_YAML.replace("v2t_temp: 0.01}", "v2t_temp: 0.01, extra: 1}"))
+    with pytest.raises(ConfigError, match="unknown key 'extra'"):
+        load_section(RetrievalConfig, "retrieval", params)
     with pytest.raises(ValueError, match="beta"):
-        QBNormConfig(beta=-1.0, k=1, theta=1)
+        QBDirection(beta=-1.0, k=1, theta=1)
     with pytest.raises(ValueError, match="v2t_temp"):
-        DSLConfig(t2v_temp=0.01, v2t_temp=0.0)
+        DSLParams(t2v_temp=0.01, v2t_temp=0.0)
+
+
+def test_strategies_run_in_config_order_and_subsets_work():
+    sim, gt, bank_t2v, bank_v2t = multi_caption_case(seed=3)
+    cfg = reference_config(names=("qb", "none"))
+    out = evaluate_all(sim, gt, bank_t2v, bank_v2t, config=cfg)
+    assert list(out["t2v"]) == ["qb", "none"]
+    assert out["t2v"]["none"] == evaluate_all(sim, gt, config=MACVR_REFERENCE)["t2v"]["none"]
+
+
+def test_official_ties_pool_every_tied_position():
+    """The official compute_metrics: a constant 100 x 100 matrix gives R@1 = 1.0 (one entry per
+    tied position); without ties 'official' equals 'optimistic'."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        const = evaluate_all(np.ones((100, 100)), config=reference_config(ties="official", names=("none",)))
+    assert const["t2v"]["none"]["R1"] == pytest.approx(1.0)
+    assert const["t2v"]["none"]["R50"] == pytest.approx(50.0)
+    assert const["t2v"]["none"]["MdR"] == pytest.approx(50.5)
+    # brute force of the official rule on a matrix with some ties
+    rng = np.random.default_rng(4)
+    sim = rng.integers(0, 3, size=(7, 5)).astype(float)
+    gt = np.array([0, 1, 2, 3, 4, 0, 1])
+    pooled = []
+    for i in range(7):
+        ordered = sorted(sim[i], reverse=True)
+        pooled += [p + 1 for p, v in enumerate(ordered) if v == sim[i, gt[i]]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = evaluate_all(sim, gt, config=reference_config(ties="official", names=("none",)))["t2v"]["none"]
+    assert got["R1"] == pytest.approx(100 * sum(p <= 1 for p in pooled) / len(pooled))
+    assert got["MnR"] == pytest.approx(np.mean(pooled)) and got["MdR"] == pytest.approx(np.median(pooled))
+    clean = rng.normal(size=(9, 9))
+    assert evaluate_all(clean, config=reference_config(ties="official")) == \
+        evaluate_all(clean, config=reference_config(ties="optimistic"))
+
+
+def test_qb_norm_reports_what_it_activated():
+    sim, gt, bank_t2v, bank_v2t = multi_caption_case(seed=5)
+    ranked = rank_all(sim, gt, bank_t2v, bank_v2t, config=MACVR_REFERENCE)
+    info = ranked.info["t2v"]["qb"]
+    assert info["gallery_items"] == sim.shape[1] and info["queries"] == sim.shape[0]
+    active = np.bincount(bank_t2v.argmax(1), minlength=sim.shape[1]) >= 3
+    assert info["active_items"] == int(active.sum())
+    assert info["normalised_queries"] == int(active[sim.argmax(1)].sum())
+    # a querybank that activates nothing: counted, warned, and qb == none
+    flat_bank = np.zeros((2, sim.shape[1]))
+    flat_bank[0, 0] = flat_bank[1, 1] = 1.0  # two hits, theta 3: nothing active
+    ranked = rank_all(sim, gt, flat_bank, None, config=MACVR_REFERENCE)
+    assert ranked.info["t2v"]["qb"]["active_items"] == 0 and ranked.info["t2v"]["qb"]["normalised_queries"] == 0
+    assert np.array_equal(ranked.ranks["t2v"]["qb"], ranked.ranks["t2v"]["none"])
+    assert ranked.skipped["v2t"] == {"qb": "no querybank"}
+
+
+def test_a_new_strategy_needs_only_a_registration():
+    """A toy strategy registered at run time is evaluated through the same path as built-ins."""
+
+    class Reverse(Strategy):
+        name, label, description = "reverse", "reverse", "ranks the worst first (a toy)"
+        params_type = NoParams
+
+        def apply(self, sim, direction, params, querybank=None):
+            return Rescored(-np.asarray(sim, dtype=float), {"flipped": 1})
+
+    with STRATEGIES.temporarily("reverse", Reverse()):
+        cfg = RetrievalConfig(ties="optimistic", strategies={"none": NoParams(), "reverse": NoParams()})
+        ranked = rank_all(np.eye(5) + 0.1, config=cfg)
+        assert ranked.metrics()["t2v"]["reverse"]["R1"] == 0.0 and ranked.info["t2v"]["reverse"] == {"flipped": 1}
+    assert "reverse" not in STRATEGIES

@@ -19,7 +19,7 @@ def brute_rank(row, relevant, ties):
         score = float(row[item])
         positions = [p for p, v in enumerate(ordered) if v == score]  # the tied block, 0-based
         first, last = positions[0] + 1, positions[-1] + 1
-        rank = {"optimistic": first, "pessimistic": last, "average": (first + last) / 2}[ties]
+        rank = {"optimistic": first, "official": first, "pessimistic": last, "average": (first + last) / 2}[ties]
         best = rank if best is None else min(best, rank)
     return best
 

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.retrieval import strategies as strategies_mod
+from pipeline.retrieval.strategies import dual_softmax as dsl_mod
+from pipeline.retrieval.strategies import querybank_norm as qb_mod
 from pipeline.retrieval.strategies import dsl, qb_norm, querybank_activation
 
 
@@ -79,7 +80,7 @@ def test_dsl_column_blocks_match_whole(monkeypatch):
     rng = np.random.default_rng(1)
     sim = rng.normal(size=(7, 11))
     whole = dsl(sim, 0.1)
-    monkeypatch.setattr(strategies_mod, "_BLOCK_ENTRIES", 15)  # 2-column blocks, ragged end
+    monkeypatch.setattr(dsl_mod, "_BLOCK_ENTRIES", 15)  # 2-column blocks, ragged end
     np.testing.assert_array_equal(dsl(sim, 0.1), whole)
 
 
@@ -103,7 +104,7 @@ def test_activation_blocks_match_whole(monkeypatch):
     rng = np.random.default_rng(3)
     bank = rng.integers(0, 4, size=(17, 8))
     expected = loop_activation(bank, 3, 2)
-    monkeypatch.setattr(strategies_mod, "_BLOCK_ENTRIES", 20)
+    monkeypatch.setattr(qb_mod, "_BLOCK_ENTRIES", 20)
     np.testing.assert_array_equal(querybank_activation(bank, 3, 2), expected)
 
 
@@ -149,7 +150,7 @@ def test_qb_streamed_normaliser_matches_one_shot(monkeypatch):
     rng = np.random.default_rng(7)
     sim, bank = hubby_case(rng)
     whole = qb_norm(sim, bank, beta=70.0, k=2, theta=2)
-    monkeypatch.setattr(strategies_mod, "_BLOCK_ENTRIES", 30)  # 2-row querybank blocks
+    monkeypatch.setattr(qb_mod, "_BLOCK_ENTRIES", 30)  # 2-row querybank blocks
     np.testing.assert_allclose(qb_norm(sim, bank, beta=70.0, k=2, theta=2), whole, rtol=1e-12)
 
 

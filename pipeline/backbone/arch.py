@@ -86,3 +86,17 @@ VIT_B_32 = ClipArch(
     vision_patch_size=32, context_length=77, vocab_size=CLIP_VOCAB_SIZE,
     transformer_width=512, transformer_heads=8, transformer_layers=12,
 )
+
+# The other OpenAI ViT models clip-anytorch can load (checked when their weights are loaded).
+KNOWN_ARCHS: dict[str, ClipArch] = {
+    "ViT-B/32": VIT_B_32,
+    "ViT-B/16": ClipArch(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
+                         vision_patch_size=16, context_length=77, vocab_size=CLIP_VOCAB_SIZE,
+                         transformer_width=512, transformer_heads=8, transformer_layers=12),
+    "ViT-L/14": ClipArch(embed_dim=768, image_resolution=224, vision_layers=24, vision_width=1024,
+                         vision_patch_size=14, context_length=77, vocab_size=CLIP_VOCAB_SIZE,
+                         transformer_width=768, transformer_heads=12, transformer_layers=12),
+    "ViT-L/14@336px": ClipArch(embed_dim=768, image_resolution=336, vision_layers=24, vision_width=1024,
+                               vision_patch_size=14, context_length=77, vocab_size=CLIP_VOCAB_SIZE,
+                               transformer_width=768, transformer_heads=12, transformer_layers=12),
+}

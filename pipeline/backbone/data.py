@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.frames.store import FrameStore
 from pipeline.io import read_parquet
 
 log = logging.getLogger(__name__)
@@ -34,39 +35,30 @@ class VideoTextSet:
 def load_video_text_set(frames_dir: str | Path, captions_path: str | Path, split: str) -> VideoTextSet:
     """The ``split`` videos the frames stage decoded (status ok) that have captions.
 
-    Frames are read from the memory-mapped ``clip_frames.npy`` and copied into RAM: this is
-    meant for the small synthetic set the tiny backbone is pretrained on.
+    Frames are copied from the memory-mapped store into RAM: this is meant for the small
+    synthetic set the tiny backbone is pretrained on.
     """
-    frames_dir = Path(frames_dir)
-    index = read_parquet(frames_dir / "index.parquet", columns=["video_id", "row", "split", "status"])
+    store = FrameStore(frames_dir)
     captions = read_parquet(captions_path, columns=["caption_id", "video_id", "split", "text"])
-    ok = index[(index["split"] == split) & (index["status"] == "ok")]
+    ok = store.ok[store.ok["split"] == split]
     caps = captions[captions["split"] == split]
     have_caps = set(caps["video_id"])
     no_caps = ok[~ok["video_id"].isin(have_caps)]
     if len(no_caps):
         log.warning("%d %s videos have no captions; left out", len(no_caps), split)
-    ok = ok[ok["video_id"].isin(have_caps)].sort_values("row", kind="stable")
+    ok = ok[ok["video_id"].isin(have_caps)]
     if ok.empty:
-        raise ValueError(f"{frames_dir / 'index.parquet'}: no decoded '{split}' videos with "
-                         f"captions in {captions_path}")
-    if (ok["row"] < 0).any():
-        raise ValueError(f"{frames_dir / 'index.parquet'}: status 'ok' rows with row < 0")
+        raise ValueError(f"{store.path}: no decoded '{split}' videos with captions in {captions_path}")
     position = pd.Series(np.arange(len(ok)), index=ok["video_id"].to_numpy())
     caps = caps[caps["video_id"].isin(position.index)]
     dropped = (captions["split"] == split).sum() - len(caps)
     if dropped:
         log.warning("%d %s captions belong to videos without frames; left out", dropped, split)
     rows = ok["row"].to_numpy()
-    frames = np.load(frames_dir / "clip_frames.npy", mmap_mode="r")
-    mask = np.load(frames_dir / "clip_mask.npy", mmap_mode="r")
-    if rows.max() >= len(frames) or len(mask) != len(frames):
-        raise ValueError(f"{frames_dir}: index rows exceed clip_frames.npy ({len(frames)} rows) "
-                         f"or clip_mask.npy has {len(mask)} rows")
     return VideoTextSet(
         video_ids=ok["video_id"].tolist(),
-        frames=np.ascontiguousarray(frames[rows]),
-        mask=np.asarray(mask[rows], dtype=bool),
+        frames=np.ascontiguousarray(store.clip_frames[rows]),
+        mask=np.asarray(store.clip_mask[rows], dtype=bool),
         captions=caps["text"].astype(str).tolist(),
         caption_video=position.loc[caps["video_id"]].to_numpy().astype(np.int64),
     )

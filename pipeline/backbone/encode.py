@@ -1,8 +1,16 @@
-"""CLIP inputs and encoders: tokenising texts and normalising uint8 frames, as CLIP expects.
+"""Batched encoding with a :class:`~pipeline.backbone.base.Backbone`: texts and videos' frames.
 
-Shared by the features stage, end-to-end fine-tuning and ``macvr search``. The encoders
-return CLIP's projected embeddings (image CLS / text EOT), NOT L2-normalised. They do not
-switch off autograd: wrap calls in ``torch.no_grad()`` when only features are needed.
+Shared by the features stage (frozen backbone), the re-encoding of finetune-mode checkpoints
+(evaluation, report, search) and fine-tuning itself, so padded frame slots and text lengths are
+handled the same way everywhere:
+
+- texts are cut to ``max_words`` tokens (``text.max_words``);
+- a padded frame slot holds zeros (``padding: zero``) or the backbone's embedding of an all-zero
+  normalised image (``padding: blank``, the official loader's content), as the frames directory
+  records (:attr:`pipeline.frames.store.FrameStore.padding`).
+
+The encoders do not switch off autograd (fine-tuning needs it): wrap feature extraction in
+``torch.no_grad()``.
 """
 
 from __future__ import annotations
@@ -11,81 +19,61 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from tqdm import tqdm
 
-from pipeline.backbone.arch import clip_module
-
-# CLIP's training statistics (clip.clip._transform), RGB order.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from pipeline.backbone.base import Backbone
 
 
-def tokenize(texts: Sequence[str], context_length: int) -> tuple[torch.Tensor, np.ndarray]:
-    """Token ids ``[B, context_length]`` exactly as ``clip.tokenize(..., truncate=True)``.
+def padded_frame_features(backbone: Backbone, frames: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor,
+                          padding: str) -> torch.Tensor:
+    """Features ``[V, N, D]`` (float32) of uint8 frames ``[V, N, S, S, 3]`` with mask ``[V, N]``.
 
-    Also returns a bool array marking the texts that were truncated (longer than the
-    context once wrapped in start/end tokens), so callers can report them.
+    Only real frames go through the image tower; padded slots get zeros or the blank-frame
+    embedding (computed once per call).
     """
-    clip = clip_module()
-    tokenizer = clip.clip._tokenizer
-    sot, eot = tokenizer.encoder["<|startoftext|>"], tokenizer.encoder["<|endoftext|>"]
-    out = torch.zeros(len(texts), context_length, dtype=torch.long)
+    if padding not in ("zero", "blank"):
+        raise ValueError(f"padding must be zero or blank, got {padding!r}")
+    frames = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
+    mask = torch.as_tensor(np.asarray(mask, dtype=bool) if not isinstance(mask, torch.Tensor) else mask).bool()
+    if mask.shape != frames.shape[:2]:
+        raise ValueError(f"frame mask {tuple(mask.shape)} does not match frames {tuple(frames.shape[:2])}")
+    mask = mask.to(backbone.device)
+    real = backbone.encode_frames(frames.to(backbone.device)[mask]) if bool(mask.any()) else None
+    dim = backbone.embed_dim
+    out = torch.zeros(*mask.shape, dim, device=backbone.device)
+    if padding == "blank" and not bool(mask.all()):
+        out = out + backbone.blank_frame_embedding()  # broadcast, keeps autograd for fine-tuning
+    if real is not None:
+        out = out.masked_scatter(mask[..., None], real)
+    return out
+
+
+@torch.no_grad()
+def encode_text_array(backbone: Backbone, texts: Sequence[str], max_words: int, batch_size: int,
+                      desc: str = "texts", progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Text features fp16 ``[len(texts), D]`` and a bool ``[len(texts)]`` of truncated texts."""
+    out = np.zeros((len(texts), backbone.embed_dim), dtype=np.float16)
     truncated = np.zeros(len(texts), dtype=bool)
-    for i, text in enumerate(texts):
-        ids = [sot, *tokenizer.encode(text), eot]
-        if len(ids) > context_length:
-            ids = ids[:context_length]
-            ids[-1] = eot  # the EOT position is where CLIP reads the text embedding
-            truncated[i] = True
-        out[i, : len(ids)] = torch.tensor(ids)
+    for lo in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", leave=False, disable=not progress):
+        batch = backbone.tokenize(list(texts[lo:lo + batch_size]), max_words)
+        out[lo:lo + batch_size] = backbone.encode_text(batch.ids, batch.mask).cpu().numpy()
+        truncated[lo:lo + batch_size] = batch.truncated
     return out, truncated
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def encode_tokens(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """``model.encode_text`` on the tokens up to the batch's last EOT: same result, less work.
-
-    CLIP's text attention is causal, so the padding after a text's EOT token never reaches
-    that token's output; dropping the columns every text pads saves most of the compute on
-    short captions and tag sentences.
-    """
-    length = int(tokens.argmax(dim=1).max()) + 1 if len(tokens) else 1  # EOT has the top id
-    return model.encode_text(tokens[:, :length].to(model_device(model))).float()
-
-
-def encode_texts(model: torch.nn.Module, texts: Sequence[str]) -> torch.Tensor:
-    """Projected EOT embeddings ``[B, D]`` (float32) for a list of texts."""
-    tokens, _ = tokenize(texts, model.context_length)
-    return encode_tokens(model, tokens)
-
-
-def preprocess_frames(frames: np.ndarray | torch.Tensor, resolution: int,
-                      device: str | torch.device = "cpu") -> torch.Tensor:
-    """uint8 RGB ``[B, H, W, 3]`` -> normalised float ``[B, 3, R, R]``.
-
-    Frames that are not ``R x R`` get CLIP's geometry: bicubic resize of the shorter side to
-    ``R`` (antialiased, like PIL), then a centre crop, then clamping back into [0, 1].
-    """
-    x = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
-    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"frames must be uint8 [B, H, W, 3], got {x.dtype} {tuple(x.shape)}")
-    x = x.to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    h, w = x.shape[-2:]
-    if (h, w) != (resolution, resolution):
-        scale = resolution / min(h, w)
-        size = (max(resolution, round(h * scale)), max(resolution, round(w * scale)))
-        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
-        top, left = (size[0] - resolution) // 2, (size[1] - resolution) // 2
-        x = x[..., top: top + resolution, left: left + resolution].clamp_(0.0, 1.0)
-    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
-def encode_frames(model: torch.nn.Module, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Projected CLS embeddings ``[B, D]`` (float32) for uint8 frames ``[B, H, W, 3]``."""
-    pixels = preprocess_frames(frames, model.visual.input_resolution, model_device(model))
-    return model.encode_image(pixels).float()
+@torch.no_grad()
+def encode_video_array(backbone: Backbone, frames: np.ndarray, mask: np.ndarray, rows: np.ndarray, padding: str,
+                       batch_size: int, desc: str = "frames", progress: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Frame features fp16 ``[len(rows), N, D]`` and masks of videos ``rows`` of a frames store's
+    arrays (``batch_size`` counts images)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    n = frames.shape[1]
+    feats = np.zeros((len(rows), n, backbone.embed_dim), dtype=np.float16)
+    masks = np.asarray(mask[rows], dtype=bool) if len(rows) else np.zeros((0, n), dtype=bool)
+    per_chunk = max(1, batch_size // n)
+    for lo in tqdm(range(0, len(rows), per_chunk), desc=desc, unit="batch", leave=False, disable=not progress):
+        chunk = rows[lo:lo + per_chunk]
+        feats[lo:lo + len(chunk)] = padded_frame_features(
+            backbone, np.asarray(frames[chunk]), masks[lo:lo + len(chunk)], padding).cpu().numpy()
+    return feats, masks

@@ -21,10 +21,9 @@ from typing import Literal
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.data.activitynet import ActivityNetConfig, load_activitynet
+from pipeline.config import registry_field
 from pipeline.data.common import Annotations, DatasetError
-from pipeline.data.didemo import DidemoConfig, load_didemo
-from pipeline.data.msrvtt import MsrvttConfig, load_msrvtt
+from pipeline.data.datasets import DATASETS, SourceConfig
 from pipeline.data.probe import VideoProbeError, probe_video
 from pipeline.data.schema import (
     CAPTIONS_SCHEMA,
@@ -35,7 +34,6 @@ from pipeline.data.schema import (
     write_captions,
     write_videos,
 )
-from pipeline.data.synthetic import TRUTH_FILE, SyntheticConfig, build_synthetic
 from pipeline.io import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
@@ -47,30 +45,45 @@ SUMMARY_FILE = "summary.json"
 _OPTIONAL_PATHS = {("didemo", "val_json")}
 
 
+def _datasets():
+    return DATASETS
+
+
 @dataclass(frozen=True)
 class PrepareConfig:
-    """``prepare`` section of params.yaml: which dataset, and every dataset's own knobs.
+    """``prepare`` section of params.yaml: which dataset, where its files are, every dataset's knobs.
 
-    All sections are always present; only ``dataset``'s is used, and only its paths must be
-    non-empty (DiDeMo's ``val_json`` may be "" to leave out the val split).
+    dataset: a registered adapter (``pipeline.data.datasets.DATASETS``).
+    on_missing: ``raise`` stops on unusable videos (listing them), ``skip`` leaves them out.
+    source: the chosen dataset's annotation and video folders (DVC dependencies).
+    datasets: ``{adapter: its knobs}``; only ``dataset``'s entry is used, and its file names
+        must be non-empty (DiDeMo's ``val_json`` may be "" to leave out the val split).
     """
 
-    dataset: Literal["synthetic", "msrvtt", "didemo", "activitynet"]
+    dataset: str
     on_missing: Literal["raise", "skip"]
-    synthetic: SyntheticConfig
-    msrvtt: MsrvttConfig
-    didemo: DidemoConfig
-    activitynet: ActivityNetConfig
+    source: SourceConfig
+    datasets: dict = registry_field(_datasets)
 
     def __post_init__(self) -> None:
-        if self.dataset == "synthetic":
-            return
-        section = getattr(self, self.dataset)
-        empty = [f.name for f in fields(section)
-                 if not getattr(section, f.name).strip() and (self.dataset, f.name) not in _OPTIONAL_PATHS]
+        DATASETS.get(self.dataset)  # RegistryError (a ValueError) naming the registered datasets
+        if self.dataset not in self.datasets:
+            raise ValueError(f"dataset is {self.dataset!r} but prepare.datasets has no {self.dataset!r} entry")
+        section = self.datasets[self.dataset]
+        empty = [f.name for f in fields(section) if isinstance(getattr(section, f.name), str)
+                 and not getattr(section, f.name).strip() and (self.dataset, f.name) not in _OPTIONAL_PATHS]
         if empty:
-            raise ValueError(f"dataset is {self.dataset!r} but prepare.{self.dataset}."
+            raise ValueError(f"dataset is {self.dataset!r} but prepare.datasets.{self.dataset}."
                              f"{empty[0]} is empty" + (f" (and {empty[1:]})" if empty[1:] else ""))
+
+    @property
+    def adapter(self):
+        return DATASETS.get(self.dataset)
+
+    @property
+    def params(self):
+        """The chosen dataset's knobs."""
+        return self.datasets[self.dataset]
 
 
 class PrepareError(RuntimeError):
@@ -82,25 +95,17 @@ def prepare(config: PrepareConfig, out_dir: str | Path) -> tuple[pd.DataFrame, p
     out_dir = Path(out_dir)
     _refuse_foreign_dir(out_dir)
     with atomic_dir(out_dir) as work:
-        truth = None
-        if config.dataset == "synthetic":
-            annotations, truth = build_synthetic(config.synthetic, work, out_dir)
-        else:
-            annotations = _load_real(config)
+        prepared = config.adapter.prepare(config.params, config.source, work, out_dir)
+        annotations = prepared.annotations
         videos, captions, skipped = assemble(annotations, config.on_missing)
         write_videos(videos, work / VIDEOS_FILE)
         write_captions(captions, work / CAPTIONS_FILE, videos)
-        if truth is not None:
-            write_json(truth, work / TRUTH_FILE)
+        for name, content in prepared.extra_files.items():
+            write_json(content, work / name)
         write_json(summarise(annotations.dataset, videos, captions, skipped), work / SUMMARY_FILE)
     log.info("prepared %s: %d videos, %d captions, %d skipped -> %s", annotations.dataset,
              len(videos), len(captions), len(skipped), out_dir)
     return videos, captions
-
-
-def _load_real(config: PrepareConfig) -> Annotations:
-    loaders = {"msrvtt": load_msrvtt, "didemo": load_didemo, "activitynet": load_activitynet}
-    return loaders[config.dataset](getattr(config, config.dataset))
 
 
 def _refuse_foreign_dir(out_dir: Path) -> None:

@@ -9,10 +9,28 @@ from pipeline.retrieval import RetrievalConfig
 
 
 @dataclass(frozen=True)
+class BootstrapConfig:
+    """95% intervals of every metric: ``resamples`` cluster-bootstrap draws of the test videos
+    (with all their captions), seeded; ``level`` is the interval's coverage."""
+
+    resamples: int
+    seed: int
+    level: float
+
+    def __post_init__(self) -> None:
+        if self.resamples < 100:
+            raise ValueError(f"bootstrap.resamples must be >= 100, got {self.resamples}")
+        if not 0.5 <= self.level < 1:
+            raise ValueError(f"bootstrap.level must be in [0.5, 1), got {self.level}")
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """How a trained head is scored on the test split.
 
-    retrieval: ties, DSL temperatures and QB-Norm knobs (see :mod:`pipeline.retrieval`).
+    retrieval: tie policy and the registered strategies to evaluate with their knobs
+        (see :mod:`pipeline.retrieval`).
+    bootstrap: how the metrics' intervals are drawn (:mod:`pipeline.retrieval.uncertainty`).
     device: ``auto`` (GPU when available), ``cpu`` or ``cuda``.
     torch_threads: intra-op CPU threads (``torch.set_num_threads``); 0 leaves PyTorch's default.
     method: ``fast`` (the exact split-algebra scorer) or ``direct`` (every pair through the full
@@ -32,6 +50,7 @@ class EvaluateConfig:
     """
 
     retrieval: RetrievalConfig
+    bootstrap: BootstrapConfig
     device: Literal["auto", "cpu", "cuda"]
     torch_threads: int
     method: Literal["fast", "direct"]

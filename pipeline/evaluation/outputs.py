@@ -16,9 +16,8 @@ import pandas as pd
 
 from pipeline.io import atomic_path
 
-DIRECTIONS = ("t2v", "v2t")
-STRATEGIES = ("none", "dsl", "qb")  # the order of columns and legends
-STRATEGY_LABELS = {"none": "none", "dsl": "DSL", "qb": "QB-Norm"}
+from pipeline.retrieval import DIRECTIONS, strategy_label
+
 DIRECTION_LABELS = {"t2v": "text-to-video", "v2t": "video-to-text"}
 
 
@@ -34,7 +33,7 @@ def round_metrics(metrics: Mapping, digits: int = 2):
 def recall_curve(ranks: Mapping[str, np.ndarray], ks: Sequence[int]) -> pd.DataFrame:
     """Recall@K in percent for every K (rows) and strategy (columns), from 1-based ranks."""
     out = {"K": np.asarray(ks, dtype=np.int64)}
-    for strategy in [s for s in STRATEGIES if s in ranks] + [s for s in ranks if s not in STRATEGIES]:
+    for strategy in ranks:  # the configured strategy order
         r = np.asarray(ranks[strategy], dtype=np.float64)
         out[strategy] = np.array([100.0 * np.count_nonzero(r <= k) / r.size for k in ks])
     return pd.DataFrame(out)
@@ -70,8 +69,7 @@ def plot_recall_curves(curves: Mapping[str, pd.DataFrame], title: str, path: str
     axes = fig.subplots(1, len(curves), squeeze=False)[0]
     for ax, (direction, df) in zip(axes, curves.items()):
         for strategy in [c for c in df.columns if c != "K"]:
-            ax.plot(df["K"], df[strategy], marker="o", markersize=3,
-                    label=STRATEGY_LABELS.get(strategy, strategy))
+            ax.plot(df["K"], df[strategy], marker="o", markersize=3, label=strategy_label(strategy))
         log_k_axis(ax, int(df["K"].max()))
         ax.set_ylim(0, 100.5)
         ax.set_xlabel("K")
@@ -83,9 +81,9 @@ def plot_recall_curves(curves: Mapping[str, pd.DataFrame], title: str, path: str
 
 
 def rank_table(ids: Mapping[str, Sequence], ranks: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """Id columns then one integer-or-float rank column per strategy (1-based)."""
+    """Id columns then one integer-or-float rank column per strategy (1-based), in ``ranks``' order."""
     df = pd.DataFrame({k: list(v) for k, v in ids.items()})
-    for strategy in [s for s in STRATEGIES if s in ranks]:
+    for strategy in ranks:
         r = np.asarray(ranks[strategy])
         df[strategy] = r.astype(np.int64) if np.all(r == np.round(r)) else r.astype(np.float64)
     return df

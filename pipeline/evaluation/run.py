@@ -10,15 +10,19 @@ Output directory (``eval/<variant>``), for the report and for re-checks with ``m
     videos.parquet        video_id                            (row j = similarity column j)
     querybank_t2v.parquet caption_id, video_id               (querybank_t2v.npy rows)
     querybank_v2t.parquet video_id                           (querybank_v2t.npy rows)
-    ranks_t2v.parquet     caption_id, video_id, none, dsl[, qb]  (1-based rank of the ground truth)
-    ranks_v2t.parquet     video_id, none, dsl[, qb]              (best rank among its captions)
+    ranks_t2v.parquet     caption_id, video_id, column, <strategy>... [, <strategy>_tied]
+                          (1-based rank of the ground truth per strategy; tie counts under ties: official)
+    ranks_v2t.parquet     video_id, column, <strategy>... [, <strategy>_tied]  (best rank among its captions)
     top_t2v.parquet       caption_id, strategy, position, video_id, score  (top_k videos per caption)
     metrics.json          full-precision metrics + counts and settings
 
 ``macvr metrics eval/macvr/similarity.npy --ids eval/macvr/caption_video.npy --querybank
-eval/macvr/querybank_t2v.npy --querybank-v2t eval/macvr/querybank_v2t.npy`` (with the same
-retrieval settings) reproduces the metrics from these files. The DVC metrics file holds the same
-nested metrics rounded to 2 decimals; the plots directory holds the recall@K CSVs and PNG.
+eval/macvr/querybank_t2v.npy --querybank-v2t eval/macvr/querybank_v2t.npy --params params.yaml``
+reproduces the metrics from these files. The DVC metrics file holds the same nested metrics,
+each with its 95% bootstrap interval (``R1``, ``R1_lo``, ``R1_hi``, ...: test videos resampled with
+all their captions, see :mod:`pipeline.retrieval.uncertainty`) and each strategy's diagnostics
+(e.g. QB-Norm's activated gallery items), rounded to 2 decimals; the plots directory holds the
+recall@K CSVs and PNG.
 """
 
 from __future__ import annotations
@@ -37,15 +41,17 @@ from pipeline.config import to_dict
 from pipeline.device import resolve_device
 from pipeline.evaluation.config import EvaluateConfig
 from pipeline.evaluation.items import EvalRows, select_rows
-from pipeline.evaluation.outputs import (DIRECTIONS, plot_recall_curves, rank_table, recall_curve,
-                                         round_metrics, top_table, write_csv)
-from pipeline.evaluation.sets import EvalSets, TextSet, VideoSet, cached_sets
+from pipeline.evaluation.outputs import (plot_recall_curves, rank_table, recall_curve, round_metrics, top_table,
+                                         write_csv)
+from pipeline.evaluation.sets import EvalSets, TextSet, VideoSet
+from pipeline.evaluation.trained import ItemSources, ScoringInputError, TrainedModel
 from pipeline.features.store import load_features
 from pipeline.io import atomic_dir, write_json, write_npy, write_parquet
 from pipeline.model import MacVR
-from pipeline.retrieval import dsl, qb_norm, rank_metrics, strategy_ranks
+from pipeline.retrieval import DIRECTIONS, STRATEGIES, RankedRetrieval, rank_all
+from pipeline.retrieval.uncertainty import Entries, bootstrap_metrics, draws
 from pipeline.scoring import score_matrix
-from pipeline.train.checkpoint import load_trained, load_trained_clip
+from pipeline.train.checkpoint import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +67,6 @@ class Scores:
     querybank_v2t: np.ndarray | None  # [M_v, C]
 
 
-
 def score_sets(model: MacVR, texts: TextSet, videos: VideoSet, config: EvaluateConfig) -> np.ndarray:
     """float32 [len(texts), len(videos)] with the chunked exact scorer."""
     out = np.empty((len(texts), len(videos)), dtype=np.float32)
@@ -73,8 +78,10 @@ def score_sets(model: MacVR, texts: TextSet, videos: VideoSet, config: EvaluateC
 
 
 def score_all(model: MacVR, sets: EvalSets, config: EvaluateConfig) -> Scores:
-    """The test matrix and both querybanks (None when there are no training items)."""
+    """The test matrix and, when a configured strategy needs them, both querybanks."""
     sim = score_sets(model, sets.test_text, sets.test_videos, config)
+    if not config.retrieval.needs_querybank:
+        return Scores(sim, None, None)
     qb_t2v = score_sets(model, sets.qb_text, sets.test_videos, config) if len(sets.qb_text) else None
     qb_v2t = None
     if len(sets.qb_videos):
@@ -83,77 +90,88 @@ def score_all(model: MacVR, sets: EvalSets, config: EvaluateConfig) -> Scores:
     return Scores(sim, qb_t2v, qb_v2t)
 
 
-def compute_ranks(scores: Scores, caption_video: np.ndarray,
-                  config: EvaluateConfig) -> dict[str, dict[str, np.ndarray]]:
+def compute_ranks(scores: Scores, caption_video: np.ndarray, config: EvaluateConfig) -> RankedRetrieval:
     """Per-query ranks of every direction and strategy; tie warnings go to the log."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ranks = strategy_ranks(scores.sim, caption_video, scores.querybank_t2v, scores.querybank_v2t,
-                               config=config.retrieval)
+        ranked = rank_all(scores.sim, caption_video, scores.querybank_t2v, scores.querybank_v2t,
+                          config=config.retrieval)
     for warning in caught:
         log.warning("%s", warning.message)
-    return ranks
+    return ranked
 
 
-def metrics_of(ranks: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, dict[str, float]]]:
-    """``evaluate_all``'s nesting from per-query ranks (R1/5/10/50, MdR, MnR)."""
-    return {d: {s: rank_metrics(r) for s, r in by.items()} for d, by in ranks.items()}
+def metrics_with_intervals(ranked: RankedRetrieval, caption_video: np.ndarray, config: EvaluateConfig
+                           ) -> dict[str, dict[str, dict[str, float]]]:
+    """``{direction: {strategy: {R1, R1_lo, R1_hi, ..., <diagnostics>}}}``: each metric with its
+    cluster-bootstrap interval (test videos resampled with their captions), plus what the
+    strategy reported (e.g. QB-Norm's activation counts, as ``qb_<name>``)."""
+    n_videos = int(caption_video.max()) + 1 if len(caption_video) else 0
+    weights = draws(n_videos, config.bootstrap.resamples, config.bootstrap.seed)
+    clusters = {"t2v": np.asarray(caption_video), "v2t": np.arange(n_videos)}
+    official = config.retrieval.ties == "official"
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for direction, by in ranked.ranks.items():
+        out[direction] = {}
+        for strategy, ranks in by.items():
+            entries = Entries.of(ranks, clusters[direction], n_videos,
+                                 ranked.tied[direction][strategy] if official else None)
+            values = bootstrap_metrics(entries, weights, config.bootstrap.level)
+            for key, value in ranked.info[direction][strategy].items():
+                values[f"{strategy}_{key}"] = value
+            out[direction][strategy] = values
+    return out
 
 
-def _check_model(model: MacVR, variant: str, store_dim: int, num_frames: int, model_path: Path) -> None:
-    cfg = model.config
-    if cfg.variant != variant:
-        raise EvaluateError(f"{model_path} is a {cfg.variant} checkpoint, but --variant is {variant}")
-    if cfg.embed_dim != store_dim:
-        raise EvaluateError(f"{model_path}: the head takes {cfg.embed_dim}-d features, the features are {store_dim}-d")
-    if num_frames > cfg.max_frames:
-        raise EvaluateError(f"{model_path}: the head has {cfg.max_frames} frame positions, the features "
-                            f"have {num_frames} frame slots")
+def _sets(model: TrainedModel, rows: EvalRows, store, config: EvaluateConfig, sources: ItemSources) -> EvalSets:
+    """Cached features, or (finetune checkpoints) the items re-encoded by the checkpoint's backbone."""
+    if model.finetuned:
+        log.info("finetune checkpoint: re-encoding %d + %d captions and %d + %d videos with its backbone",
+                 len(rows.caption_ids), len(rows.qb_caption_ids), len(rows.video_ids), len(rows.qb_video_ids))
+    qb = config.retrieval.needs_querybank
+    empty = np.zeros(0, dtype=np.int64)
+    return EvalSets(
+        test_text=model.text_set(store, rows.test_captions, rows.caption_ids, sources, "test captions"),
+        test_videos=model.video_set(store, rows.test_videos, rows.video_ids, sources, "test videos"),
+        qb_text=model.text_set(store, rows.qb_captions if qb else empty, rows.qb_caption_ids if qb else [],
+                               sources, "querybank captions"),
+        qb_videos=model.video_set(store, rows.qb_videos if qb else empty, rows.qb_video_ids if qb else [],
+                                  sources, "querybank videos"))
 
 
-def _path(p: str | Path | None) -> Path | None:
-    return None if p is None else Path(p)
-
-
-def _sets(model_path: Path, model: MacVR, rows: EvalRows, store, config: EvaluateConfig, device: torch.device,
-          frames_dir: Path | None, captions_path: Path | None, tags_path: Path | None) -> tuple[EvalSets, str]:
-    """Cached features, or (finetune checkpoints) the items re-encoded by the checkpoint's CLIP."""
-    clip = load_trained_clip(model_path, device)
-    if clip is None:
-        return cached_sets(store, rows), "cached"
-    uses_tags = model.config.use_visual_tags or model.config.use_textual_tags
-    missing = [name for name, value in (("--frames", frames_dir), ("--captions", captions_path),
-                                        ("--tags", tags_path if uses_tags else True)) if value is None]
-    if missing:
-        raise EvaluateError(f"{model_path} was fine-tuned end to end: its CLIP re-encodes the test items, "
-                            f"which needs {', '.join(missing)}")
-    from pipeline.evaluation.encode import encoded_sets
-
-    log.info("finetune checkpoint: re-encoding %d + %d captions and %d + %d videos with its CLIP",
-             len(rows.caption_ids), len(rows.qb_caption_ids), len(rows.video_ids), len(rows.qb_video_ids))
-    sets = encoded_sets(clip, rows, frames_dir, captions_path, tags_path if uses_tags else None,
-                        int(store.meta["infer_tags"]), config.encode_batch_size)
-    return sets, "finetune"
-
-
-def top_videos(scores: Scores, rows: EvalRows, config: EvaluateConfig):
+def top_videos(scores: Scores, rows: EvalRows, config: EvaluateConfig) -> pd.DataFrame:
     """Each test caption's ``top_k`` videos under every t2v strategy (a long DataFrame).
 
     Scores are the strategy's re-scored values: comparable within a caption only (QB-Norm rows
-    may be log-normalised or raw, see ``pipeline.retrieval.qb_norm``).
+    may be log-normalised or raw, see ``pipeline.retrieval.strategies.querybank_norm``).
     """
-    r = config.retrieval
-    builders = {"none": lambda: scores.sim, "dsl": lambda: dsl(scores.sim, r.dsl.t2v_temp)}
-    if scores.querybank_t2v is not None:
-        builders["qb"] = lambda: qb_norm(scores.sim, scores.querybank_t2v, r.qb_t2v.beta, r.qb_t2v.k, r.qb_t2v.theta)
-    # One re-scored copy alive at a time.
-    parts = [top_table({name: build()}, rows.caption_ids, rows.video_ids, config.top_k)
-             for name, build in builders.items()]
+    parts = []
+    for name, params in config.retrieval.strategies.items():
+        strategy = STRATEGIES.get(name)
+        if strategy.needs_querybank and scores.querybank_t2v is None:
+            continue
+        rescored = strategy.apply(scores.sim, "t2v", params, scores.querybank_t2v)  # one copy alive at a time
+        parts.append(top_table({name: rescored.scores}, rows.caption_ids, rows.video_ids, config.top_k))
     return pd.concat(parts, ignore_index=True)
 
 
-def write_outputs(out_dir: Path, scores: Scores, rows: EvalRows, ranks: dict, metrics: dict, info: dict,
-                  top: pd.DataFrame) -> None:
+def _rank_frames(rows: EvalRows, ranked: RankedRetrieval) -> dict[str, pd.DataFrame]:
+    video_of = np.asarray(rows.video_ids)[rows.caption_video]
+    official = ranked.ties == "official"
+    out = {}
+    for direction, ids in (("t2v", {"caption_id": rows.caption_ids, "video_id": video_of,
+                                    "column": rows.caption_video}),
+                           ("v2t", {"video_id": rows.video_ids, "column": np.arange(len(rows.video_ids))})):
+        table = rank_table(ids, ranked.ranks[direction])
+        if official:
+            for strategy, tied in ranked.tied[direction].items():
+                table[f"{strategy}_tied"] = tied.astype(np.int64)
+        out[direction] = table
+    return out
+
+
+def write_outputs(out_dir: Path, scores: Scores, rows: EvalRows, ranked: RankedRetrieval, metrics: dict,
+                  info: dict, top: pd.DataFrame) -> None:
     """The evaluation directory (replaced whole, atomically)."""
     with atomic_dir(out_dir) as tmp:
         write_parquet(top, tmp / "top_t2v.parquet")
@@ -170,15 +188,14 @@ def write_outputs(out_dir: Path, scores: Scores, rows: EvalRows, ranks: dict, me
         write_parquet(pd.DataFrame({"caption_id": rows.qb_caption_ids, "video_id": rows.qb_caption_videos}),
                       tmp / "querybank_t2v.parquet")
         write_parquet(pd.DataFrame({"video_id": rows.qb_video_ids}), tmp / "querybank_v2t.parquet")
-        write_parquet(rank_table({"caption_id": rows.caption_ids, "video_id": video_of}, ranks["t2v"]),
-                      tmp / "ranks_t2v.parquet")
-        write_parquet(rank_table({"video_id": rows.video_ids}, ranks["v2t"]), tmp / "ranks_v2t.parquet")
+        for direction, table in _rank_frames(rows, ranked).items():
+            write_parquet(table, tmp / f"ranks_{direction}.parquet")
         write_json({"metrics": metrics, **info}, tmp / "metrics.json")
 
 
-def write_plots(plots_dir: Path, ranks: dict, config: EvaluateConfig, variant: str) -> None:
+def write_plots(plots_dir: Path, ranked: RankedRetrieval, config: EvaluateConfig, variant: str) -> None:
     """recall_<direction>.csv (DVC plots) and recall.png."""
-    curves = {d: recall_curve(ranks[d], config.recall_ks) for d in DIRECTIONS}
+    curves = {d: recall_curve(ranked.ranks[d], config.recall_ks) for d in DIRECTIONS}
     with atomic_dir(plots_dir) as tmp:
         for direction, df in curves.items():
             write_csv(df, tmp / f"recall_{direction}.csv")
@@ -189,30 +206,37 @@ def evaluate(config: EvaluateConfig, variant: str, model_path: str | Path, featu
              out_dir: str | Path, metrics_path: str | Path, plots_dir: str | Path, *,
              frames_dir: str | Path | None = None, captions_path: str | Path | None = None,
              tags_path: str | Path | None = None) -> dict:
-    """Evaluate one trained variant; returns the full-precision metrics."""
+    """Evaluate one trained variant; returns the full-precision metrics (with intervals)."""
     started = time.monotonic()
     model_path, features_dir = Path(model_path), Path(features_dir)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     device = resolve_device(config.device, "evaluate.device")
-    model, train_config = load_trained(model_path, device)
+    model = TrainedModel.load(model_path, device)
+    if model.variant != variant:
+        raise EvaluateError(f"{model_path} is a {model.variant} checkpoint, but --variant is {variant}")
     store = load_features(features_dir)
-    _check_model(model, variant, store.dim, int(store.frames.shape[1]), model_path)
-    rows = select_rows(store.videos, store.captions_index, config.querybank_size, str(features_dir))
-    sets, mode = _sets(model_path, model, rows, store, config, device, _path(frames_dir), _path(captions_path),
-                       _path(tags_path))
+    try:
+        model.check_features(store)
+        rows = select_rows(store.videos, store.captions_index, config.querybank_size, str(features_dir))
+        sources = ItemSources(frames=None if frames_dir is None else Path(frames_dir),
+                              captions=None if captions_path is None else Path(captions_path),
+                              tags=None if tags_path is None else Path(tags_path), batch_size=config.encode_batch_size)
+        sets = _sets(model, rows, store, config, sources)
+    except ScoringInputError as err:
+        raise EvaluateError(str(err)) from None
     log.info("%s: %d test captions x %d test videos; querybanks t2v %d, v2t %d (%s features, %s scorer, %s)",
-             variant, len(rows.caption_ids), len(rows.video_ids), len(rows.qb_caption_ids),
-             len(rows.qb_video_ids), mode, config.method, device)
-    scores = score_all(model, sets, config)
-    ranks = compute_ranks(scores, rows.caption_video, config)
-    metrics = metrics_of(ranks)
-    info = {"variant": variant, "features": mode, "device": str(device),
+             variant, len(rows.caption_ids), len(rows.video_ids), len(sets.qb_text), len(sets.qb_videos),
+             "finetune" if model.finetuned else "cached", config.method, device)
+    scores = score_all(model.head, sets, config)
+    ranked = compute_ranks(scores, rows.caption_video, config)
+    metrics = metrics_with_intervals(ranked, rows.caption_video, config)
+    info = {"variant": variant, "features": "finetune" if model.finetuned else "cached", "device": str(device),
             "counts": {"test_captions": len(rows.caption_ids), "test_videos": len(rows.video_ids),
-                       "querybank_t2v": len(rows.qb_caption_ids), "querybank_v2t": len(rows.qb_video_ids)},
-            "evaluate": to_dict(config), "train_mode": train_config.mode,
-            "seconds": round(time.monotonic() - started, 3)}
-    write_outputs(Path(out_dir), scores, rows, ranks, metrics, info, top_videos(scores, rows, config))
+                       "querybank_t2v": len(sets.qb_text), "querybank_v2t": len(sets.qb_videos)},
+            "skipped": ranked.skipped, "evaluate": to_dict(config), "train_mode": model.train_mode}
+    write_outputs(Path(out_dir), scores, rows, ranked, metrics, info, top_videos(scores, rows, config))
     write_json(round_metrics(metrics, 2), metrics_path)
-    write_plots(Path(plots_dir), ranks, config, variant)
+    write_plots(Path(plots_dir), ranked, config, variant)
+    log.info("%s evaluated in %.1f s", variant, time.monotonic() - started)
     return metrics

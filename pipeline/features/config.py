@@ -14,6 +14,9 @@ class FeaturesConfig:
     when available. Tag sentences: ``train_tag_draws`` (R) random draws of
     ``train_tags_per_draw`` (N) tags per item for training, the first ``infer_tags`` (M) tags
     for inference; ``seed`` fixes the draws (per item, independent of row order).
+    ``tag_control``: ``real`` (the taggers' tags), or a control that checks the tag pathway:
+    ``shuffled`` (each item gets another item's tags) or ``oracle`` (visual tags from the
+    synthetic scene's true facts); see :mod:`pipeline.features.controls`.
     """
 
     batch_size: int
@@ -22,10 +25,13 @@ class FeaturesConfig:
     train_tags_per_draw: int
     infer_tags: int
     seed: int
+    tag_control: Literal["real", "shuffled", "oracle"]
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "train_tag_draws", "train_tags_per_draw", "infer_tags"):
             if getattr(self, name) < 1:
                 raise ValueError(f"features.{name} must be >= 1, got {getattr(self, name)}")
+        if self.tag_control not in ("real", "shuffled", "oracle"):
+            raise ValueError(f"features.tag_control must be real, shuffled or oracle, got {self.tag_control!r}")
         if self.seed < 0:
             raise ValueError(f"features.seed must be >= 0, got {self.seed}")

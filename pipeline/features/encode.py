@@ -1,4 +1,4 @@
-"""Resumable frozen-CLIP encoding of frames and texts into a :class:`WorkDir`."""
+"""Resumable frozen-backbone encoding of frames and texts into a :class:`WorkDir`."""
 
 from __future__ import annotations
 
@@ -8,32 +8,27 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.backbone.encode import encode_frames, encode_tokens, tokenize
+from pipeline.backbone.base import Backbone
+from pipeline.backbone.encode import padded_frame_features
 from pipeline.features.workdir import WorkDir
 
 
-
 @torch.inference_mode()
-def encode_video_frames(model: torch.nn.Module, frames: np.ndarray, mask: np.ndarray,
-                        frame_rows: np.ndarray, work: WorkDir, batch_size: int,
-                        progress: bool = True) -> np.memmap:
+def encode_video_frames(backbone: Backbone, frames: np.ndarray, mask: np.ndarray, frame_rows: np.ndarray,
+                        padding: str, work: WorkDir, batch_size: int, progress: bool = True) -> np.memmap:
     """``frames.npy`` fp16 ``[V, N_v, D]`` in ``work``: row v holds the features of
-    ``frames[frame_rows[v]]``; padded frames (mask False) stay exactly zero."""
+    ``frames[frame_rows[v]]``; padded slots hold zeros or the blank-frame embedding (``padding``)."""
     num, n_v = len(frame_rows), frames.shape[1]
-    dim = int(model.text_projection.shape[1])
-    out = work.array("frames", (num, n_v, dim), np.float16)
+    out = work.array("frames", (num, n_v, backbone.embed_dim), np.float16)
     per_chunk = max(1, batch_size // n_v)  # batch_size counts images
     start = work.done("frames")
     bar = tqdm(total=num, initial=start, desc="frame features", unit="video", disable=not progress)
     for lo in range(start, num, per_chunk):
         hi = min(lo + per_chunk, num)
         rows = frame_rows[lo:hi]
-        sel = np.asarray(mask[rows], dtype=bool)
-        chunk = np.zeros((hi - lo, n_v, dim), dtype=np.float16)
-        if sel.any():
-            real = np.asarray(frames[rows])[sel]  # one contiguous mmap read, then the real frames
-            chunk[sel] = encode_frames(model, real).cpu().numpy().astype(np.float16)
-        out[lo:hi] = chunk
+        chunk = np.asarray(frames[rows])  # one contiguous mmap read
+        out[lo:hi] = padded_frame_features(backbone, chunk, np.asarray(mask[rows], dtype=bool),
+                                           padding).cpu().numpy().astype(np.float16)
         work.mark("frames", hi, out)
         bar.update(hi - lo)
     bar.close()
@@ -41,20 +36,18 @@ def encode_video_frames(model: torch.nn.Module, frames: np.ndarray, mask: np.nda
 
 
 @torch.inference_mode()
-def encode_unique_texts(model: torch.nn.Module, texts: Sequence[str], work: WorkDir,
+def encode_unique_texts(backbone: Backbone, texts: Sequence[str], max_words: int, work: WorkDir,
                         batch_size: int, progress: bool = True) -> tuple[np.memmap, np.memmap]:
     """``texts.npy`` fp16 ``[U, D]`` and ``truncated.npy`` bool ``[U]`` in ``work``."""
-    dim = int(model.text_projection.shape[1])
-    out = work.array("texts", (len(texts), dim), np.float16)
+    out = work.array("texts", (len(texts), backbone.embed_dim), np.float16)
     truncated = work.array("truncated", (len(texts),), np.bool_, key="texts")
     start = work.done("texts")
-    bar = tqdm(total=len(texts), initial=start, desc="text features", unit="text",
-               disable=not progress)
+    bar = tqdm(total=len(texts), initial=start, desc="text features", unit="text", disable=not progress)
     for lo in range(start, len(texts), batch_size):
         hi = min(lo + batch_size, len(texts))
-        tokens, cut = tokenize(texts[lo:hi], model.context_length)
-        out[lo:hi] = encode_tokens(model, tokens).cpu().numpy().astype(np.float16)
-        truncated[lo:hi] = cut
+        batch = backbone.tokenize(texts[lo:hi], max_words)
+        out[lo:hi] = backbone.encode_text(batch.ids, batch.mask).cpu().numpy().astype(np.float16)
+        truncated[lo:hi] = batch.truncated
         work.mark("texts", hi, out, truncated)
         bar.update(hi - lo)
     bar.close()

@@ -1,4 +1,4 @@
-"""The features stage: frozen CLIP features of frames, captions and tag sentences.
+"""The features stage: frozen backbone features of frames, captions and tag sentences.
 
 Long runs are resumable: arrays are filled in a work directory beside the output
 (``.<out>.work``) with a progress marker, so a killed run continues where it stopped; the
@@ -18,17 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.backbone.arch import ClipArch
-from pipeline.backbone.io import file_sha256, load_clip
+from pipeline.backbone.io import file_sha256, load_backbone
 from pipeline.config import to_dict
+from pipeline.device import resolve_device
 from pipeline.features import store
 from pipeline.features.config import FeaturesConfig
-from pipeline.device import resolve_device
 from pipeline.features.encode import encode_unique_texts, encode_video_frames
 from pipeline.features.inputs import FeatureInputs, load_inputs
 from pipeline.features.tags import PREFIX, infer_sentence, train_sentences
 from pipeline.features.workdir import WorkDir
+from pipeline.frames.store import FrameStore
 from pipeline.io import atomic_dir, write_json, write_parquet
+from pipeline.text import TextConfig
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +67,17 @@ def text_indices(inputs: FeatureInputs, cfg: FeaturesConfig) -> tuple[TextTable,
     return table, idx
 
 
-def _fingerprint(backbone_sha: str, frames_dir: Path, inputs: FeatureInputs,
-                 texts: list[str], cfg: FeaturesConfig) -> str:
+def _fingerprint(backbone_sha: str, frames: FrameStore, inputs: FeatureInputs,
+                 texts: list[str], cfg: FeaturesConfig, max_words: int) -> str:
     """What the work arrays depend on (batch size and device only change rounding)."""
     h = hashlib.sha256()
-    frames_file = frames_dir / "clip_frames.npy"
+    frames_file = frames.path / "clip_frames.npy"
     stat = frames_file.stat()
     head = {"backbone": backbone_sha, "frames": [str(frames_file.resolve()), stat.st_size, stat.st_mtime_ns],
+            "padding": frames.padding, "max_words": max_words,
             "frame_rows": inputs.videos["frame_row"].tolist(), "draws": cfg.train_tag_draws,
-            "per_draw": cfg.train_tags_per_draw, "infer": cfg.infer_tags, "seed": cfg.seed}
+            "per_draw": cfg.train_tags_per_draw, "infer": cfg.infer_tags, "seed": cfg.seed,
+            "tag_control": cfg.tag_control}
     h.update(json.dumps(head, sort_keys=True).encode())
     for text in texts:
         h.update(text.encode("utf-8") + b"\0")
@@ -94,40 +97,35 @@ def _gather(src: np.ndarray, index: np.ndarray, dst: Path) -> None:
     del out
 
 
-def extract_features(cfg: FeaturesConfig, backbone: str | Path, frames_dir: str | Path,
+def extract_features(cfg: FeaturesConfig, text: TextConfig, backbone: str | Path, frames_dir: str | Path,
                      videos_path: str | Path, captions_path: str | Path, tags_path: str | Path,
                      out: str | Path, progress: bool = True) -> dict[str, Any]:
     """Write the features directory ``out`` (see :mod:`pipeline.features.store`); return its meta."""
-    frames_dir, out = Path(frames_dir), Path(out)
-    inputs = load_inputs(frames_dir, videos_path, captions_path, tags_path)
+    out = Path(out)
+    frames = FrameStore(frames_dir)
+    inputs = load_inputs(frames, videos_path, captions_path, tags_path, cfg.tag_control)
     table, idx = text_indices(inputs, cfg)
     backbone_sha = file_sha256(backbone)
     work = WorkDir(out.with_name(f".{out.name}.work"),
-                   _fingerprint(backbone_sha, frames_dir, inputs, table.texts, cfg))
+                   _fingerprint(backbone_sha, frames, inputs, table.texts, cfg, text.max_words))
     if work.resumed:
         log.info("resuming from %s", work.path)
     device = resolve_device(cfg.device, "features.device")
-    model = load_clip(backbone, device)
-    frames = np.load(frames_dir / "clip_frames.npy", mmap_mode="r")
-    mask = np.load(frames_dir / "clip_mask.npy", mmap_mode="r")
-    if mask.shape != frames.shape[:2]:
-        raise ValueError(f"{frames_dir}: clip_mask.npy {mask.shape} does not match "
-                         f"clip_frames.npy {frames.shape[:2]}")
+    model = load_backbone(backbone, device)
     frame_rows = inputs.videos["frame_row"].to_numpy()
-    if len(frame_rows) and frame_rows.max() >= len(frames):
-        raise ValueError(f"{frames_dir}: index.parquet row {frame_rows.max()} exceeds "
-                         f"clip_frames.npy ({len(frames)} rows)")
-    log.info("encoding %d videos x %d frames and %d distinct texts on %s", len(frame_rows),
-             frames.shape[1], len(table.texts), device)
-    encode_video_frames(model, frames, mask, frame_rows, work, cfg.batch_size, progress)
-    texts, truncated = encode_unique_texts(model, table.texts, work, cfg.batch_size, progress)
+    log.info("encoding %d videos x %d frames (padding: %s) and %d distinct texts (max %d tokens) on %s",
+             len(frame_rows), frames.num_frames, frames.padding, len(table.texts), text.max_words, device)
+    encode_video_frames(model, frames.clip_frames, frames.clip_mask, frame_rows, frames.padding, work,
+                        cfg.batch_size, progress)
+    texts, truncated = encode_unique_texts(model, table.texts, text.max_words, work, cfg.batch_size, progress)
     if truncated.any():
-        log.warning("%d of %d distinct texts were longer than the %d-token context and were "
-                    "truncated", int(truncated.sum()), len(truncated), model.context_length)
+        log.warning("%d of %d distinct texts were longer than text.max_words = %d tokens and were "
+                    "cut", int(truncated.sum()), len(truncated), text.max_words)
     meta = {
         "format": store.FORMAT, "version": store.VERSION, "dim": int(texts.shape[1]),
-        "num_frames": int(frames.shape[1]), **to_dict(cfg), "sentence_prefix": PREFIX,
-        "backbone_sha256": backbone_sha, "backbone_arch": ClipArch.of(model).to_dict(),
+        "num_frames": frames.num_frames, **to_dict(cfg), "sentence_prefix": PREFIX,
+        "max_words": text.max_words, "padding": frames.padding,
+        "backbone_sha256": backbone_sha, "backbone_kind": model.kind, "backbone_arch": model.arch(),
         "counts": {**inputs.counts, "distinct_texts": len(table.texts),
                    "truncated_texts": int(truncated.sum())},
         "splits": {s: {"videos": int((inputs.videos["split"] == s).sum()),
@@ -137,7 +135,7 @@ def extract_features(cfg: FeaturesConfig, backbone: str | Path, frames_dir: str 
     del meta["device"], meta["batch_size"]  # how it ran, not what it is
     with atomic_dir(out) as tmp:
         os.replace(work.file("frames"), tmp / "frames.npy")
-        np.save(tmp / "frame_mask.npy", np.ascontiguousarray(mask[frame_rows], dtype=bool))
+        np.save(tmp / "frame_mask.npy", np.ascontiguousarray(frames.clip_mask[frame_rows], dtype=bool))
         for name, index in idx.items():
             _gather(texts, index, tmp / f"{name}.npy")
         write_parquet(inputs.videos[["video_id", "row", "split"]], tmp / store.VIDEOS)

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.frames.store import FrameStore
 from pipeline.io import read_parquet
+from pipeline.tags.table import MODALITIES, read_tags
 
 log = logging.getLogger(__name__)
-
-MODALITIES = ("visual", "textual")
 
 
 @dataclass(frozen=True)
@@ -36,18 +36,9 @@ def _unique(df: pd.DataFrame, column: str, where: str) -> None:
 
 
 def load_tags(path: str | Path) -> dict[str, dict[str, list[str]]]:
-    """``{modality: {item_id: [tags...]}}`` from ``tags.parquet``."""
-    df = read_parquet(path, columns=["item_id", "modality", "tags"])
-    bad = sorted(set(df["modality"]) - set(MODALITIES))
-    if bad:
-        raise ValueError(f"{path}: unknown modality {bad[0]!r} (expected one of {MODALITIES})")
-    out: dict[str, dict[str, list[str]]] = {}
-    for modality in MODALITIES:
-        part = df[df["modality"] == modality]
-        _unique(part, "item_id", f"{path} ({modality})")
-        out[modality] = {item: [] if tags is None else [str(t) for t in tags]
-                         for item, tags in zip(part["item_id"], part["tags"])}
-    return out
+    """``{modality: {item_id: [tags...]}}`` from ``tags.parquet`` (see :func:`pipeline.tags.table.read_tags`)."""
+    table = read_tags(path)
+    return {"visual": table.visual, "textual": table.textual}
 
 
 def _tags_for(ids: pd.Series, table: dict[str, list[str]], modality: str) -> tuple[list[list[str]], int]:
@@ -58,13 +49,13 @@ def _tags_for(ids: pd.Series, table: dict[str, list[str]], modality: str) -> tup
     return [table.get(i, []) for i in ids], missing
 
 
-def load_inputs(frames_dir: str | Path, videos_path: str | Path, captions_path: str | Path,
-                tags_path: str | Path) -> FeatureInputs:
+def load_inputs(frames: FrameStore, videos_path: str | Path, captions_path: str | Path,
+                tags_path: str | Path, tag_control: str = "real") -> FeatureInputs:
     """Align the inputs. Videos the frames stage skipped, and their captions, are left out
-    (counted in ``counts``); an item absent from ``tags.parquet`` has no tags (counted)."""
-    frames_dir = Path(frames_dir)
-    index_path = frames_dir / "index.parquet"
-    index = read_parquet(index_path, columns=["video_id", "row", "status"])
+    (counted in ``counts``); an item absent from ``tags.parquet`` has no tags (counted).
+    ``tag_control`` replaces the real tags by a control (see :mod:`pipeline.features.controls`)."""
+    index_path = frames.path / "index.parquet"
+    index = frames.index[["video_id", "row", "status"]]
     videos = read_parquet(videos_path, columns=["video_id", "split"])
     captions = read_parquet(captions_path, columns=["caption_id", "video_id", "split",
                                                     "caption_index", "text"])
@@ -90,6 +81,10 @@ def load_inputs(frames_dir: str | Path, videos_path: str | Path, captions_path: 
     tags = load_tags(tags_path)
     visual, missing_v = _tags_for(table["video_id"], tags["visual"], "visual")
     textual, missing_t = _tags_for(caps["caption_id"], tags["textual"], "textual")
+    if tag_control != "real":
+        from pipeline.features.controls import apply_control
+
+        visual, textual = apply_control(tag_control, table, caps, visual, textual, Path(videos_path).parent)
     counts = {"videos": len(table), "captions": len(caps),
               "videos_without_frames": int(len(videos) - len(table)),
               "captions_without_frames": int((~kept).sum()),

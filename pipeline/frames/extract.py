@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipeline.frames.decode import VideoReadError, open_video, read_frames, video_fps
-from pipeline.frames.sampling import timestamps, uniform_indices
+from pipeline.frames.sampling import fps_indices, timestamps, uniform_indices
 from pipeline.frames.store import (
     CLIP_FRAMES,
     CLIP_MASK,
@@ -57,8 +57,16 @@ class FramesError(RuntimeError):
 class FramesConfig:
     """``frames`` section of params.yaml."""
 
+    # uniform: N segment centres over the clip; fps: the official loader (sample_fps frames per
+    # second, uniformly subsampled to N, shorter clips padded). See pipeline.frames.sampling.
+    sampling: Literal["uniform", "fps"]
+    sample_fps: float  # frames per second taken by the fps mode (official: 1)
     num_frames: int  # N_v CLIP frames per video (12 MSR-VTT/synthetic, 50 paragraph datasets)
-    image_size: int  # S: CLIP input side (64 tiny synthetic CLIP, 224 ViT-B/32)
+    image_size: int  # S: the backbone's input side (64 tiny synthetic CLIP, 224 ViT-B/32)
+    # How encoders fill the padded slots of short videos (recorded in summary.json for the
+    # features stage, fine-tuning and re-encoding): zero (all-zero features, the default) or
+    # blank (the backbone's embedding of an all-zero normalised image, as the official loader).
+    padding: Literal["zero", "blank"]
     # JPEG frames for the video LLM. Qwen2/2.5-VL need an even count: keep it even for them
     # (not enforced here: other video LLMs do not care, and videos shorter than this many
     # frames give fewer JPEGs anyway).
@@ -78,6 +86,18 @@ class FramesConfig:
             raise ValueError(f"frames.jpeg_quality must be an integer in 1..95, got {quality!r}")
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"frames.on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        if self.sampling not in ("uniform", "fps"):
+            raise ValueError(f"frames.sampling must be 'uniform' or 'fps', got {self.sampling!r}")
+        if not self.sample_fps > 0:
+            raise ValueError(f"frames.sample_fps must be > 0, got {self.sample_fps}")
+        if self.padding not in ("zero", "blank"):
+            raise ValueError(f"frames.padding must be 'zero' or 'blank', got {self.padding!r}")
+
+    def clip_indices(self, num_source: int, fps: float) -> list[int]:
+        """Which source frames become the CLIP frames of a video (see pipeline.frames.sampling)."""
+        if self.sampling == "fps":
+            return fps_indices(num_source, fps, self.sample_fps, self.num_frames)
+        return uniform_indices(num_source, self.num_frames)
 
 
 @dataclass
@@ -97,7 +117,7 @@ def process_video(path: Path, config: FramesConfig, decode_threads: int = 0) -> 
         reader = open_video(path, decode_threads)
         total = len(reader)
         fps = video_fps(reader, path)
-        clip_indices = uniform_indices(total, config.num_frames)
+        clip_indices = config.clip_indices(total, fps)
         vlm_indices = uniform_indices(total, config.vlm_num_frames)
         clip_slot = {index: k for k, index in enumerate(clip_indices)}
         vlm_slot = {index: k for k, index in enumerate(vlm_indices)}
@@ -154,6 +174,7 @@ class _FramesWriter:
     def __init__(self, directory: Path, num_videos: int, config: FramesConfig):
         self.directory, self.num_videos = directory, num_videos
         self.num_frames, self.size = config.num_frames, config.image_size
+        self.sampling, self.sample_fps, self.padding = config.sampling, config.sample_fps, config.padding
         # Sized for every video; if some are skipped the unused tail is cut off in finish().
         shape = (num_videos, self.num_frames, self.size, self.size, 3)
         self.clip = open_npy_writer(directory / CLIP_FRAMES, shape, np.uint8)
@@ -205,6 +226,7 @@ class _FramesWriter:
         summary = {
             "videos": self.num_videos, "ok": self.ok, "skipped": self.num_videos - self.ok,
             "padded": self.padded, "num_frames": self.num_frames, "image_size": self.size,
+            "sampling": self.sampling, "sample_fps": self.sample_fps, "padding": self.padding,
             "vlm_frames": self.vlm_frames, "vlm_bytes": self.vlm_bytes,
         }
         write_json(summary, self.directory / SUMMARY)

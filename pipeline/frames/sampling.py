@@ -1,4 +1,14 @@
-"""Uniform frame sampling: which source frames a video contributes.
+"""Frame sampling: which source frames a video contributes.
+
+Two modes (``frames.sampling``):
+
+``uniform`` (the default) -- N segment centres over the whole clip, described below.
+
+``fps`` -- the official MAC-VR / DiCoSA / CLIP4Clip loader: one frame every ``1 / sample_fps``
+seconds (the first frame of each interval: source frame ``k * floor(fps / sample_fps)``, as the
+official loader computes it from the integer part of the frame rate), then, when that gives more
+than N frames, N of them picked uniformly with ``linspace(0, n - 1, N)`` truncated to integers;
+a clip with fewer frames keeps them all and is padded (:func:`fps_indices`).
 
 For ``T`` decodable frames and ``N`` samples the ``i``-th index is the centre of the ``i``-th of
 ``N`` equal segments::
@@ -13,6 +23,8 @@ the caller pads the rest (CLIP frames: zeros with mask False; VLM frames: fewer 
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 
 def uniform_indices(num_source: int, num_samples: int) -> list[int]:
@@ -31,3 +43,20 @@ def timestamps(indices: list[int], fps: float) -> list[float]:
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
     return [i / fps for i in indices]
+
+
+def fps_indices(num_source: int, fps: float, sample_fps: float, num_samples: int) -> list[int]:
+    """The official loader's frames (see the module docstring): at ``sample_fps`` per second,
+    uniformly subsampled to at most ``num_samples``."""
+    if num_source < 1:
+        raise ValueError(f"num_source must be >= 1, got {num_source}")
+    if not (fps > 0 and sample_fps > 0):
+        raise ValueError(f"fps and sample_fps must be > 0, got {fps} and {sample_fps}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    interval = max(1, int(int(fps) // sample_fps)) if fps >= 1 else 1
+    candidates = list(range(0, num_source, interval))
+    if len(candidates) <= num_samples:
+        return candidates
+    picks = np.linspace(0, len(candidates) - 1, num=num_samples).astype(np.int64)
+    return [candidates[i] for i in picks]

@@ -12,7 +12,9 @@ Layout (written atomically by :func:`pipeline.frames.extract_frames`)::
                         clip_frames, -1 when skipped), split, status ("ok" | "skipped"),
                         error ("" when ok), source_frames (decodable frames, -1 if unknown),
                         frame_indices (list<int>: the CLIP frames' source indices)
-    summary.json        counts ({"videos", "ok", "skipped", "padded", ...})
+    summary.json        counts ({"videos", "ok", "skipped", "padded", ...}) and how the frames
+                        were made ({"num_frames", "image_size", "sampling", "sample_fps",
+                        "padding"}): what later stages must know to encode them
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ VLM_FRAMES = "vlm_frames.parquet"
 INDEX = "index.parquet"
 SUMMARY = "summary.json"
 FILES = (CLIP_FRAMES, CLIP_MASK, VLM_FRAMES, INDEX, SUMMARY)
+REQUIRED = (CLIP_FRAMES, CLIP_MASK, INDEX)  # what reading CLIP frames needs
+
+#: How padded slots of short videos must be filled by an encoder (summary.json "padding"):
+#: ``zero`` = all-zero features (masked out everywhere); ``blank`` = the backbone's embedding of
+#: an all-zero normalised image, as the official loader produces (see pipeline.frames.extract).
+PADDINGS = ("zero", "blank")
 
 # ~8 JPEGs of <= 336 px per video: 64 videos make row groups of a few MiB, small enough to
 # read one for a random lookup, large enough for efficient scans.
@@ -70,19 +78,24 @@ class VlmFrame(NamedTuple):
 class FrameStore:
     """Read-only access to a frames directory: CLIP frames by memory map, VLM JPEGs by video.
 
+    The one reader of the frames stage's output: every consumer (tiny pretraining, features,
+    fine-tuning, evaluation re-encoding, search, report) goes through it.
     ``clip_frames``/``clip_mask`` cover the "ok" videos in ``video_ids`` order; ``row(video_id)``
-    maps an id to its row. Safe to share between threads.
+    maps an id to its row; ``ok`` is the table (video_id, row, split) of those videos. Safe to
+    share between threads.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        for name in FILES:
+        for name in REQUIRED:
             if not (self.path / name).exists():
                 raise FileNotFoundError(f"{self.path / name}: not found (did the frames stage run?)")
-        self.summary = read_json(self.path / SUMMARY)
+        summary = self.path / SUMMARY
+        self.summary = read_json(summary) if summary.exists() else {}
         self.index = read_parquet(self.path / INDEX)
-        ok = self.index[self.index["status"] == "ok"].sort_values("row")
-        self.video_ids: list[str] = ok["video_id"].tolist()
+        ok = self.index[self.index["status"] == "ok"].sort_values("row", kind="stable")
+        self.ok = ok[["video_id", "row", "split"]].reset_index(drop=True)
+        self.video_ids: list[str] = [str(v) for v in ok["video_id"]]
         self._rows = dict(zip(self.video_ids, ok["row"].astype(int)))
         self.clip_frames: np.ndarray = np.load(self.path / CLIP_FRAMES, mmap_mode="r")
         self.clip_mask: np.ndarray = np.load(self.path / CLIP_MASK, mmap_mode="r")
@@ -92,9 +105,20 @@ class FrameStore:
                 f"{self.path}: inconsistent frames dir ({len(ok)} ok videos in {INDEX}, "
                 f"{CLIP_FRAMES} {self.clip_frames.shape}, {CLIP_MASK} {self.clip_mask.shape})"
             )
+        if self.padding not in PADDINGS:
+            raise ValueError(f"{self.path / SUMMARY}: unknown padding {self.padding!r} (expected {PADDINGS})")
         self._lock = threading.Lock()
         self._vlm_groups: dict[str, int] | None = None
         self._cached_group: tuple[int, dict[str, list[VlmFrame]]] | None = None
+
+    @property
+    def padding(self) -> str:
+        """How encoders fill padded slots (``zero`` for directories written before it was recorded)."""
+        return str(self.summary.get("padding", "zero"))
+
+    def rows(self, video_ids) -> np.ndarray:
+        """Rows of several ids (int64), with :meth:`row`'s error for the first unknown one."""
+        return np.asarray([self.row(str(v)) for v in video_ids], dtype=np.int64)
 
     @property
     def num_frames(self) -> int:

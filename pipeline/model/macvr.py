@@ -19,9 +19,9 @@ from torch import nn
 
 from pipeline.model.concepts import ConceptProjection
 from pipeline.model.confidence import ConfidenceMLP
-from pipeline.model.config import MAX_LOGIT_SCALE, ModelConfig
+from pipeline.model.config import ModelConfig
 from pipeline.model.pooling import check_mask, pool_frames, pool_weights
-from pipeline.model.temporal import TemporalTransformer, init_temporal_from_clip
+from pipeline.model.temporal import TemporalTransformer, init_temporal_from_backbone
 
 
 @dataclass
@@ -43,7 +43,7 @@ class ModelOutput:
     """Named outputs of a training forward over B matched pairs (pair b = caption b, video b)."""
 
     similarity: torch.Tensor      # [B, B]: captions x videos, matched pairs on the diagonal
-    logit_scale: torch.Tensor     # scalar, the learned log of lambda (unclamped)
+    logit_scale: torch.Tensor     # scalar, log of lambda (the head's, or the backbone's own)
     text_concepts: torch.Tensor   # [B, K, d] e_t
     video_concepts: torch.Tensor  # [B, K, d] e_v(b, b): each caption pooling its own video
     visual_tag_concepts: torch.Tensor | None   # [B, K, d] e_av (None without visual tags)
@@ -56,14 +56,14 @@ class ModelOutput:
 class MacVR(nn.Module):
     """Temporal transformer + text-conditioned pooling + concepts + confidence-weighted score.
 
-    ``variant: dicosa`` is the same head without tag inputs (the MLP sees [e_t; e_v]).
+    With ``tags: []`` it is DiCoSA's head (the MLP sees [e_t; e_v]); MAC-VR adds the tag slots.
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.temporal = TemporalTransformer(config.embed_dim, config.temporal_layers,
-                                            config.temporal_heads, config.max_frames)
+                                            config.temporal_heads, config.max_frames, config.temporal_ln_eps)
         self.concepts = ConceptProjection(config.embed_dim, config.num_concepts, config.concept_projection)
         self.confidence = ConfidenceMLP(config.confidence_slots, config.concept_dim, config.confidence_hidden)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
@@ -83,9 +83,9 @@ class MacVR(nn.Module):
         self.concepts.reset_parameters()
         self.logit_scale.fill_(float(self.config.init_logit_scale))
 
-    def init_from_clip(self, clip_model: nn.Module) -> None:
-        """Official trick: temporal layers and frame positions from CLIP's text transformer."""
-        init_temporal_from_clip(self.temporal, clip_model)
+    def init_from_backbone(self, backbone: nn.Module) -> None:
+        """Official trick: temporal layers and frame positions from the backbone's text transformer."""
+        init_temporal_from_backbone(self.temporal, backbone)
 
     # ----------------------------------------------------------------- input handling
     def as_input(self, x: torch.Tensor, name: str, shape: tuple[int | None, ...]) -> torch.Tensor:
@@ -106,8 +106,8 @@ class MacVR(nn.Module):
 
     @property
     def logit_scale_value(self) -> torch.Tensor:
-        """lambda = exp(logit_scale), clamped at 100 as CLIP does."""
-        return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+        """lambda = exp(logit_scale) (kept <= 100 by clamping the parameter after each step)."""
+        return self.logit_scale.exp()
 
     # ----------------------------------------------------------------- building blocks
     def encode_frames(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,8 @@ Public API::
     build_report(config, tags_path, eval_dir, models_dir, features_dir, captions_path, out, frames_dir=None)
 """
 
-from pipeline.report.build import BASELINE, CANDIDATE, ReportError, build_report
+from pipeline.report.build import ReportError, build_report
 from pipeline.report.config import QualitativeConfig, ReportConfig, TsneConfig
 
-__all__ = ["BASELINE", "CANDIDATE", "QualitativeConfig", "ReportConfig", "ReportError", "TsneConfig",
+__all__ = ["QualitativeConfig", "ReportConfig", "ReportError", "TsneConfig",
            "build_report"]

@@ -16,35 +16,32 @@ import re
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from pipeline.evaluation.items import EvalRows, select_rows
-from pipeline.evaluation.outputs import (DIRECTION_LABELS, STRATEGIES, STRATEGY_LABELS, log_k_axis, recall_curve,
-                                         save_figure, write_csv)
 from pipeline.device import resolve_device
-from pipeline.evaluation.sets import TextSet, VideoSet, text_set, video_set
-from pipeline.features.inputs import load_tags
+from pipeline.evaluation.items import EvalRows, select_rows
+from pipeline.evaluation.outputs import DIRECTION_LABELS, log_k_axis, recall_curve, save_figure, write_csv
+from pipeline.evaluation.results import EvalResult
+from pipeline.evaluation.sets import TextSet, VideoSet
+from pipeline.evaluation.trained import ItemSources, ScoringInputError, TrainedModel
 from pipeline.features.store import FeatureStore, load_features
-from pipeline.io import atomic_dir, atomic_path, read_json, read_parquet, write_json
+from pipeline.io import atomic_dir, atomic_path, read_parquet, write_json
 from pipeline.report.concepts import pair_concepts, plot_tsne, separation, tsne_map
 from pipeline.report.config import ReportConfig
 from pipeline.report.page import html_page, markdown
-from pipeline.report.qualitative import FrameSource, build_examples, plot_examples, select_examples
+from pipeline.report.qualitative import build_examples, frame_strip, plot_examples, select_examples
 from pipeline.report.tag_histograms import MODALITIES, plot_tag_histogram, tag_counts, tag_statistics
-from pipeline.train.checkpoint import load_trained, load_trained_clip
+from pipeline.retrieval import strategy_label
+from pipeline.tags.table import read_tags
 
 log = logging.getLogger(__name__)
-
-BASELINE, CANDIDATE = "dicosa", "macvr"
-VARIANTS = (BASELINE, CANDIDATE)
 
 
 class ReportError(ValueError):
     """A missing or inconsistent input of the report."""
 
 
-def _eval_dirs(eval_dir: Path) -> dict[str, Path]:
-    dirs = {v: eval_dir / v for v in VARIANTS}
+def _eval_dirs(eval_dir: Path, variants: tuple[str, str]) -> dict[str, Path]:
+    dirs = {v: eval_dir / v for v in variants}
     for v, d in dirs.items():
         if not (d / "metrics.json").is_file():
             raise ReportError(f"{d}/metrics.json not found: run the evaluate stage for {v} first")
@@ -61,14 +58,15 @@ def recall_figure(eval_dirs: dict[str, Path], counts: dict[str, dict], path: Pat
     colours = colormaps["tab10"]
     for ax, direction in zip(axes, ("t2v", "v2t")):
         gallery = 1
-        for style, variant in zip(("--", "-"), VARIANTS):
-            ranks = read_parquet(eval_dirs[variant] / f"ranks_{direction}.parquet")
-            strategies = [s for s in STRATEGIES if s in ranks.columns]
+        for style, (variant, path) in zip(("--", "-"), eval_dirs.items()):
+            result = EvalResult.read(path)
+            strategies = result.strategies(direction)
+            ranks = result.ranks[direction]
             gallery = int(counts[variant]["test_videos" if direction == "t2v" else "test_captions"])
             ks = np.unique(np.geomspace(1, max(gallery, 2), 32).round().astype(int)).tolist()
             curve = recall_curve({s: ranks[s].to_numpy() for s in strategies}, ks)
             for i, s in enumerate(strategies):
-                ax.plot(curve["K"], curve[s], style, color=colours(i), label=f"{variant} {STRATEGY_LABELS[s]}")
+                ax.plot(curve["K"], curve[s], style, color=colours(i), label=f"{variant} {strategy_label(s)}")
         log_k_axis(ax, gallery)
         ax.set_ylim(0, 100.5)
         ax.set_xlabel("K")
@@ -107,40 +105,32 @@ def tsne_pairs(store: FeatureStore, max_pairs: int) -> EvalRows:
                     qb_caption_ids=[], qb_caption_videos=[], qb_video_ids=[])
 
 
-def _pair_sets(model_path: Path, model, store: FeatureStore, pairs: EvalRows, device: torch.device,
-               frames_dir: Path | None, captions_path: Path, tags_path: Path) -> tuple[TextSet, VideoSet]:
-    clip = load_trained_clip(model_path, device)
-    if clip is None:
-        return text_set(store, pairs.test_captions), video_set(store, pairs.test_videos)
-    if frames_dir is None:
-        raise ReportError(f"{model_path} was fine-tuned end to end: its concepts need the items re-encoded, "
-                          "which needs --frames")
-    from pipeline.evaluation.encode import encoded_sets
-
-    uses_tags = model.config.use_visual_tags or model.config.use_textual_tags
-    sets = encoded_sets(clip, pairs, frames_dir, captions_path, tags_path if uses_tags else None,
-                        int(store.meta["infer_tags"]), 64)
-    return sets.test_text, sets.test_videos
+def _pair_sets(model: TrainedModel, store: FeatureStore, pairs: EvalRows,
+               sources: ItemSources) -> tuple[TextSet, VideoSet]:
+    try:
+        return (model.text_set(store, pairs.test_captions, pairs.caption_ids, sources, "t-SNE captions"),
+                model.video_set(store, pairs.test_videos, pairs.video_ids, sources, "t-SNE videos"))
+    except ScoringInputError as err:
+        raise ReportError(str(err)) from None
 
 
-def concept_section(config: ReportConfig, models_dir: Path, features_dir: Path, captions_path: Path,
-                    tags_path: Path, frames_dir: Path | None, out: Path) -> dict:
+def concept_section(config: ReportConfig, variants: tuple[str, str], models_dir: Path, features_dir: Path,
+                    sources: ItemSources, out: Path) -> dict:
     device = resolve_device(config.device, "report.device")
     store = load_features(features_dir)
     pairs = tsne_pairs(store, config.tsne.max_pairs)
     maps, silhouette, concepts = {}, {}, {}
-    for variant in VARIANTS:
-        path = models_dir / variant / "model.pt"
-        model, _ = load_trained(path, device)
-        texts, videos = _pair_sets(path, model, store, pairs, device, frames_dir, captions_path, tags_path)
-        concepts[variant] = pair_concepts(model, texts, videos)
+    for variant in variants:
+        model = TrainedModel.load(models_dir / variant / "model.pt", device)
+        texts, videos = _pair_sets(model, store, pairs, sources)
+        concepts[variant] = pair_concepts(model.head, texts, videos)
         silhouette[variant] = separation(concepts[variant])
         xy = tsne_map(concepts[variant], config.tsne.perplexity, config.tsne.max_iter, config.tsne.seed)
-        label = "without tags" if variant == BASELINE else "with tags"
+        label = "baseline" if variant == variants[0] else "candidate"
         maps[f"{variant} ({label})"] = (xy, concepts[variant])
     plot_tsne(maps, out / "concepts_tsne.png", config.dpi)
     note = ""
-    if np.allclose(concepts[BASELINE].text, concepts[CANDIDATE].text, atol=1e-5):
+    if np.allclose(concepts[variants[0]].text, concepts[variants[1]].text, atol=1e-5):
         note = ("The textual concepts are identical for both variants: with frozen CLIP features and the "
                 "chunk concept split, e_t^k is a fixed slice of the caption feature. Only the visual concepts "
                 "(frames through the trained temporal transformer, pooled by the caption) differ.")
@@ -155,16 +145,20 @@ def qualitative_section(config: ReportConfig, eval_dirs: dict[str, Path], captio
                         frames_dir: Path | None, out: Path) -> dict:
     from PIL import Image
 
+    from pipeline.frames.store import FrameStore
+
     q = config.qualitative
-    ranks = {v: read_parquet(d / "ranks_t2v.parquet") for v, d in eval_dirs.items()}
-    selected = select_examples(ranks[BASELINE], ranks[CANDIDATE], q.strategy, q.improved, q.worsened)
+    base, cand = list(eval_dirs)
+    results = {v: EvalResult.read(d) for v, d in eval_dirs.items()}
+    selected = select_examples(results[base].ranks["t2v"], results[cand].ranks["t2v"], q.strategy, q.improved,
+                               q.worsened)
     captions = read_parquet(captions_path, columns=["caption_id", "text"])
     texts = dict(zip(captions["caption_id"].astype(str), captions["text"].astype(str)))
     tops = {v: read_parquet(d / "top_t2v.parquet") for v, d in eval_dirs.items()}
-    examples = build_examples(selected, texts, load_tags(tags_path), tops, q.strategy, q.top_videos, q.max_tags)
-    frames = FrameSource(frames_dir) if frames_dir is not None else None
-    strips = {ex.video_id: frames.strip(ex.video_id, q.frames_shown) if frames else None for ex in examples}
-    plot_examples(examples, strips, VARIANTS, out / "qualitative.png", config.dpi)
+    examples = build_examples(selected, texts, read_tags(tags_path), tops, q.strategy, q.top_videos, q.max_tags)
+    frames = FrameStore(frames_dir) if frames_dir is not None else None
+    strips = {ex.video_id: frame_strip(frames, ex.video_id, q.frames_shown) if frames else None for ex in examples}
+    plot_examples(examples, strips, (base, cand), out / "qualitative.png", config.dpi)
     (out / "qualitative").mkdir()
     records = []
     for i, ex in enumerate(examples):
@@ -182,20 +176,26 @@ def qualitative_section(config: ReportConfig, eval_dirs: dict[str, Path], captio
     return {"strategy": q.strategy, "examples": records}
 
 
-def build_report(config: ReportConfig, tags_path: str | Path, eval_dir: str | Path, models_dir: str | Path,
-                 features_dir: str | Path, captions_path: str | Path, out: str | Path,
-                 frames_dir: str | Path | None = None) -> dict:
-    """Write the report directory; returns the report dict (also saved as report.json)."""
-    eval_dirs = _eval_dirs(Path(eval_dir))
+def build_report(config: ReportConfig, baseline: str, tags_path: str | Path, eval_dir: str | Path,
+                 models_dir: str | Path, features_dir: str | Path, captions_path: str | Path, out: str | Path,
+                 frames_dir: str | Path | None = None, tables: str | Path | None = None) -> dict:
+    """Write the report directory; returns the report dict (also saved as report.json).
+
+    ``baseline`` (``compare.baseline``) and ``config.candidate`` are the two variants shown
+    side by side; ``tables`` (the compare stage's Markdown) adds the tables of every variant.
+    """
+    variants = (baseline, config.candidate)
+    eval_dirs = _eval_dirs(Path(eval_dir), variants)
     frames_dir = None if frames_dir is None else Path(frames_dir)
-    evaluated = {v: read_json(d / "metrics.json") for v, d in eval_dirs.items()}
-    report: dict = {"variants": list(VARIANTS), "metrics": {v: e["metrics"] for v, e in evaluated.items()},
-                    "counts": {v: e["counts"] for v, e in evaluated.items()}}
+    evaluated = {v: EvalResult.read(d) for v, d in eval_dirs.items()}
+    report: dict = {"variants": list(variants), "metrics": {v: e.metrics for v, e in evaluated.items()},
+                    "counts": {v: e.info["counts"] for v, e in evaluated.items()},
+                    "tables": Path(tables).read_text() if tables is not None and Path(tables).is_file() else ""}
+    sources = ItemSources(frames=frames_dir, captions=Path(captions_path), tags=Path(tags_path))
     with atomic_dir(out) as tmp:
         recall_figure(eval_dirs, report["counts"], tmp / "recall_comparison.png", config.dpi)
         tag_figures, report["tag_stats"] = tag_section(config, Path(tags_path), tmp)
-        report["concepts"] = concept_section(config, Path(models_dir), Path(features_dir), Path(captions_path),
-                                             Path(tags_path), frames_dir, tmp)
+        report["concepts"] = concept_section(config, variants, Path(models_dir), Path(features_dir), sources, tmp)
         report["qualitative"] = qualitative_section(config, eval_dirs, Path(captions_path), Path(tags_path),
                                                     frames_dir, tmp)
         report["figures"] = {"recall": "recall_comparison.png", "tsne": "concepts_tsne.png",
@@ -206,3 +206,4 @@ def build_report(config: ReportConfig, tags_path: str | Path, eval_dir: str | Pa
         with atomic_path(tmp / "index.html") as f:
             f.write_text(html_page(report))
     return report
+

@@ -40,7 +40,7 @@ class QualitativeConfig:
     max_tags: tags shown per item. frames_shown: frames of the ground-truth video shown.
     """
 
-    strategy: Literal["none", "dsl", "qb"]
+    strategy: str
     improved: int
     worsened: int
     top_videos: int
@@ -48,8 +48,9 @@ class QualitativeConfig:
     frames_shown: int
 
     def __post_init__(self) -> None:
-        if self.strategy not in ("none", "dsl", "qb"):
-            raise ValueError(f"qualitative.strategy must be none, dsl or qb, got {self.strategy!r}")
+        from pipeline.retrieval import STRATEGIES
+
+        STRATEGIES.get(self.strategy)  # RegistryError naming the registered strategies
         for name in ("improved", "worsened"):
             if getattr(self, name) < 0:
                 raise ValueError(f"qualitative.{name} must be >= 0, got {getattr(self, name)}")
@@ -60,10 +61,13 @@ class QualitativeConfig:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """top_tags: bars per tag histogram (the paper shows the top 250).
+    """candidate: the variant shown against the baseline (``compare.baseline``) in the metrics,
+        t-SNE and qualitative sections (every variant is in the compare stage's tables).
+    top_tags: bars per tag histogram (the paper shows the top 250).
     tag_splits: splits with a histogram per modality (e.g. [train, test]).
     device: where the two heads compute the t-SNE concepts. dpi: PNG resolution."""
 
+    candidate: str
     top_tags: int
     tag_splits: list[str]
     tsne: TsneConfig

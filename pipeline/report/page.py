@@ -9,7 +9,8 @@ from __future__ import annotations
 import html
 import math
 
-from pipeline.evaluation.outputs import DIRECTION_LABELS, STRATEGY_LABELS
+from pipeline.evaluation.outputs import DIRECTION_LABELS
+from pipeline.retrieval import strategy_label
 
 METRIC_COLUMNS = (("R1", "R@1"), ("R5", "R@5"), ("R10", "R@10"), ("R50", "R@50"), ("MdR", "MdR"), ("MnR", "MnR"))
 LOWER_IS_BETTER = {"MdR", "MnR"}
@@ -21,18 +22,24 @@ def _fmt(value: float, signed: bool = False) -> str:
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
+def _with_interval(values: dict, key: str) -> str:
+    if f"{key}_lo" in values:
+        return f"{_fmt(values[key])} [{_fmt(values[key + '_lo'])}, {_fmt(values[key + '_hi'])}]"
+    return _fmt(values[key])
+
+
 def metric_rows(report: dict) -> list[dict]:
     """Rows (direction, strategy, variant, values) of both variants, plus a difference row."""
     base, cand = report["variants"]
     rows = []
     for direction in ("t2v", "v2t"):
-        strategies = [s for s in ("none", "dsl", "qb")
+        strategies = [s for s in report["metrics"][base].get(direction, {})
                       if all(s in report["metrics"][v].get(direction, {}) for v in (base, cand))]
         for strategy in strategies:
             by = {v: report["metrics"][v][direction][strategy] for v in (base, cand)}
             for v in (base, cand):
                 rows.append({"direction": direction, "strategy": strategy, "variant": v,
-                             "values": [_fmt(by[v][k]) for k, _ in METRIC_COLUMNS], "delta": False})
+                             "values": [_with_interval(by[v], k) for k, _ in METRIC_COLUMNS], "delta": False})
             rows.append({"direction": direction, "strategy": strategy, "variant": f"{cand} - {base}",
                          "values": [_fmt(by[cand][k] - by[base][k], signed=True) for k, _ in METRIC_COLUMNS],
                          "delta": True})
@@ -42,17 +49,20 @@ def metric_rows(report: dict) -> list[dict]:
 def markdown(report: dict) -> str:
     base, cand = report["variants"]
     out = ["# MAC-VR report", "",
-           f"Baseline **{base}** (no tags) vs **{cand}** (visual + textual tags), test split: "
+           f"Baseline **{base}** vs **{cand}**, test split: "
            f"{report['counts'][cand]['test_captions']} captions, {report['counts'][cand]['test_videos']} videos. "
-           "R@K in %, MdR / MnR = median / mean rank (lower is better). Strategies: none (raw scores), "
-           "DSL (dual softmax), QB-Norm (querybank normalisation).", "",
+           "R@K in %, MdR / MnR = median / mean rank (lower is better), each with its 95% bootstrap "
+           "interval [lo, hi]. Strategies: none (raw scores), DSL (dual softmax), QB-Norm (querybank "
+           "normalisation).", "",
            "## Retrieval metrics", "",
            "| direction | strategy | variant | " + " | ".join(h for _, h in METRIC_COLUMNS) + " |",
            "|---|---|---|" + "---:|" * len(METRIC_COLUMNS)]
     for row in metric_rows(report):
         cells = [f"*{c}*" if row["delta"] else c for c in row["values"]]
-        out.append(f"| {row['direction']} | {STRATEGY_LABELS[row['strategy']]} | {row['variant']} | "
+        out.append(f"| {row['direction']} | {strategy_label(row['strategy'])} | {row['variant']} | "
                    + " | ".join(cells) + " |")
+    if report.get("tables"):
+        out += ["", "## All variants (compare stage)", "", report["tables"].split("\n", 1)[-1].strip()]
     out += ["", f"![recall@K]({report['figures']['recall']})", "", "## Tags", "",
             "| modality | split | items | without tags | mean tags / item | distinct tags |",
             "|---|---|---:|---:|---:|---:|"]
@@ -73,7 +83,7 @@ def markdown(report: dict) -> str:
     if c.get("note"):
         out += ["", c["note"]]
     out += ["", f"![t-SNE]({report['figures']['tsne']})", "",
-            f"## Qualitative examples ({STRATEGY_LABELS[report['qualitative']['strategy']]} ranks)", ""]
+            f"## Qualitative examples ({strategy_label(report['qualitative']['strategy'])} ranks)", ""]
     for ex in report["qualitative"]["examples"]:
         out += [f"- **{ex['kind']}** `{ex['caption_id']}`: \"{ex['text']}\" - rank {base} "
                 f"{ex['rank_baseline']:g} -> {cand} {ex['rank_candidate']:g}",
@@ -109,9 +119,12 @@ def html_page(report: dict) -> str:
              + "".join(f"<th>{h}</th>" for _, h in METRIC_COLUMNS) + "</tr>"]
     for row in metric_rows(report):
         parts.append(f"<tr class='{'d' if row['delta'] else ''}'><td>{_e(DIRECTION_LABELS[row['direction']])}</td>"
-                     f"<td>{_e(STRATEGY_LABELS[row['strategy']])}</td><td>{_e(row['variant'])}</td>"
+                     f"<td>{_e(strategy_label(row['strategy']))}</td><td>{_e(row['variant'])}</td>"
                      + "".join(f"<td class='n'>{_e(v)}</td>" for v in row["values"]) + "</tr>")
-    parts += ["</table>", f"<img src='{_e(report['figures']['recall'])}' alt='recall at K'>", "<h2>Tags</h2><table>",
+    parts.append("</table>")
+    if report.get("tables"):
+        parts += ["<h2>All variants (compare stage)</h2>", markdown_tables_html(report["tables"])]
+    parts += [f"<img src='{_e(report['figures']['recall'])}' alt='recall at K'>", "<h2>Tags</h2><table>",
               "<tr><th>modality</th><th>split</th><th>items</th><th>without tags</th><th>mean tags</th>"
               "<th>distinct tags</th></tr>"]
     for s in report["tag_stats"]:
@@ -135,7 +148,7 @@ def html_page(report: dict) -> str:
     if c.get("note"):
         parts.append(f"<p>{_e(c['note'])}</p>")
     parts += [f"<img src='{_e(report['figures']['tsne'])}' alt='t-SNE of concepts'>",
-              f"<h2>Qualitative examples ({_e(STRATEGY_LABELS[report['qualitative']['strategy']])} ranks)</h2>"]
+              f"<h2>Qualitative examples ({_e(strategy_label(report['qualitative']['strategy']))} ranks)</h2>"]
     for ex in report["qualitative"]["examples"]:
         strip = f"<img src='{_e(ex['strip'])}' alt='frames of {_e(ex['video_id'])}'><br>" if ex.get("strip") else ""
         tops = "".join(
@@ -152,3 +165,37 @@ def html_page(report: dict) -> str:
         parts.append("<p>No query changed rank between the two variants.</p>")
     parts += [f"<img src='{_e(report['figures']['qualitative'])}' alt='qualitative examples'>", "</body></html>"]
     return "\n".join(parts)
+
+
+def markdown_tables_html(text: str) -> str:
+    """The compare stage's Markdown (headings, paragraphs, pipe tables) as plain HTML."""
+    out, rows = [], []
+
+    def flush() -> None:
+        if rows:
+            head, body = rows[0], [r for r in rows[2:]]
+            out.append("<table><tr>" + "".join(f"<th>{_e(c)}</th>" for c in head) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{_cell_html(c)}</td>" for c in r) + "</tr>" for r in body)
+                       + "</table>")
+            rows.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+            continue
+        flush()
+        if line.startswith("# "):
+            continue  # the report has its own title
+        if line.startswith("## "):
+            out.append(f"<h3>{_e(line[3:])}</h3>")
+        elif line.strip():
+            out.append(f"<p>{_cell_html(line)}</p>")
+    flush()
+    return "\n".join(out)
+
+
+def _cell_html(text: str) -> str:
+    import re
+
+    escaped = _e(text).replace("&lt;br&gt;", "<br>")
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from pipeline.evaluation.outputs import save_figure
-from pipeline.io import read_parquet
 
 
 @dataclass(frozen=True)
@@ -88,27 +87,18 @@ def build_examples(selected: pd.DataFrame, texts: dict[str, str], tags: dict[str
     return out
 
 
-class FrameSource:
-    """Frames of a video from the frames stage (``clip_frames.npy`` + ``index.parquet``)."""
-
-    def __init__(self, frames_dir: str | Path) -> None:
-        frames_dir = Path(frames_dir)
-        index = read_parquet(frames_dir / "index.parquet", columns=["video_id", "row", "status"])
-        ok = index[(index["status"] == "ok") & (index["row"] >= 0)]
-        self.rows = dict(zip(ok["video_id"].astype(str), ok["row"].astype(int)))
-        self.frames = np.load(frames_dir / "clip_frames.npy", mmap_mode="r")
-        self.mask = np.load(frames_dir / "clip_mask.npy", mmap_mode="r")
-
-    def strip(self, video_id: str, count: int) -> np.ndarray | None:
-        """``count`` evenly spaced real frames side by side, uint8 [S, count' * S, 3] (None: unknown video)."""
-        row = self.rows.get(video_id)
-        if row is None:
-            return None
-        real = np.flatnonzero(np.asarray(self.mask[row]))
-        if len(real) == 0:
-            return None
-        pick = real[np.unique(np.linspace(0, len(real) - 1, min(count, len(real))).round().astype(int))]
-        return np.concatenate(list(np.asarray(self.frames[row])[pick]), axis=1)
+def frame_strip(frames, video_id: str, count: int) -> np.ndarray | None:
+    """``count`` evenly spaced real frames of a video side by side, uint8 [S, count' * S, 3], from a
+    :class:`~pipeline.frames.store.FrameStore` (None: a video it does not hold)."""
+    try:
+        clip, mask = frames.clip(video_id)
+    except KeyError:
+        return None
+    real = np.flatnonzero(np.asarray(mask))
+    if len(real) == 0:
+        return None
+    pick = real[np.unique(np.linspace(0, len(real) - 1, min(count, len(real))).round().astype(int))]
+    return np.concatenate(list(np.asarray(clip)[pick]), axis=1)
 
 
 def _tags_line(tags: list[str]) -> str:

@@ -12,12 +12,19 @@ is in the top k.
 
 Ties (exactly equal scores) follow one policy, chosen by ``ties``:
 
-- ``"optimistic"`` (default): rank = 1 + number of items scoring strictly higher. This is what
-  the CLIP4Clip / DiCoSA / MAC-VR ``compute_metrics`` effectively reports, so published tables
-  are comparable. It flatters a degenerate model (a constant matrix scores R@1 = 100).
+- ``"optimistic"`` (default): rank = 1 + number of items scoring strictly higher. Without ties
+  this is exactly what the CLIP4Clip / DiCoSA / MAC-VR ``compute_metrics`` reports. It flatters
+  a degenerate model (a constant matrix scores R@1 = 100).
 - ``"pessimistic"``: rank = 1 + strictly higher + the *other* items tied with the ground truth.
 - ``"average"``: the mean of the two, i.e. the expected rank under a uniformly random order of
   the tied block (McSherry & Najork, 2008); ranks may then be half-integers.
+- ``"official"``: what the official ``compute_metrics`` computes, ties included. It sorts each
+  row, finds *every* position whose score equals the ground truth's, and pools those positions
+  over all queries: a query whose ground truth ties with ``t`` other items contributes ``t + 1``
+  entries (the optimistic rank, then each following tied position), and R@k, MdR and MnR are
+  taken over the pooled list (a constant 100 x 100 matrix gives R@1 = 1.0, not 100). Per-query
+  ranks (rank tables, intervals) are the optimistic ones under this policy; only the summary
+  metrics are pooled. Without ties it equals ``"optimistic"``.
 
 NaN scores raise (they have no order); ``±inf`` are allowed and order as expected (``-inf`` is
 a legitimate "never retrieve" mask).
@@ -29,7 +36,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-TiePolicy = Literal["optimistic", "pessimistic", "average"]
+TiePolicy = Literal["optimistic", "pessimistic", "average", "official"]
 TIE_POLICIES: tuple[str, ...] = get_args(TiePolicy)
 RECALL_KS: tuple[int, ...] = (1, 5, 10, 50)
 METRIC_KEYS: tuple[str, ...] = tuple(f"R{k}" for k in RECALL_KS) + ("MdR", "MnR")
@@ -99,7 +106,7 @@ def _ranks_of_scores(sim: np.ndarray, target: np.ndarray, ties: TiePolicy) -> tu
         greater[start:start + step] = np.count_nonzero(block > t, axis=1)
         equal[start:start + step] = np.count_nonzero(block == t, axis=1)
     others = equal - 1  # the target itself is one of the equal entries
-    if ties == "optimistic":
+    if ties in ("optimistic", "official"):  # official pools the tied positions in rank_metrics
         ranks = 1.0 + greater
     elif ties == "pessimistic":
         ranks = 1.0 + greater + others
@@ -150,11 +157,28 @@ def ranks_v2t(sim_v2t: np.ndarray, caption_video: np.ndarray | None = None, ties
     return (ranks, others) if return_ties else ranks
 
 
-def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
+def official_rank_list(ranks: np.ndarray, tied: np.ndarray) -> np.ndarray:
+    """The official ``compute_metrics`` pooled list: query q (optimistic rank r, t other tied
+    items) contributes r, r+1, ..., r+t."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    tied = np.asarray(tied, dtype=np.int64)
+    if ranks.shape != tied.shape:
+        raise ValueError(f"ranks {ranks.shape} and tied counts {tied.shape} differ in shape")
+    counts = tied + 1
+    starts = np.repeat(ranks, counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return starts + offsets
+
+
+def rank_metrics(ranks: np.ndarray, tied: np.ndarray | None = None) -> dict[str, float]:
     """R@1/5/10/50 in percent (0-100, like the papers' tables), median rank MdR, mean rank MnR.
 
-    R@k is the share of queries whose rank is <= k.
+    R@k is the share of queries whose rank is <= k. With ``tied`` (the ``"official"`` policy:
+    per-query counts of other items tied with the ground truth) the metrics are taken over the
+    pooled list of :func:`official_rank_list`.
     """
+    if tied is not None:
+        ranks = official_rank_list(ranks, tied)
     ranks = np.asarray(ranks, dtype=np.float64)
     if ranks.ndim != 1 or ranks.size == 0:
         raise ValueError(f"ranks: expected a non-empty 1-D array, got shape {ranks.shape}")

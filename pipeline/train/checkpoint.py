@@ -1,4 +1,4 @@
-"""Checkpoint files of the train stage, and loading a trained model back.
+"""Checkpoint files of the train stage: writing them, and reading them back.
 
 Every file is a plain dict of tensors / dicts / lists / str / int / float / bool / None, so it
 loads with ``torch.load(path, weights_only=True)`` (no pickled code). Kinds:
@@ -6,25 +6,32 @@ loads with ``torch.load(path, weights_only=True)`` (no pickled code). Kinds:
 - ``last.pt`` (resumable, rewritten every ``checkpoint_every`` epochs while training) and
   ``checkpoint.pt`` (the same content at the end of training)::
 
-      {"format": "macvr-train", "version": 1, "kind": "resume",
-       "variant": "macvr", "config": {resolved TrainConfig as a plain dict},
+      {"format": "macvr-train", "version": 2, "kind": "resume", "variant": "macvr",
+       "model_config": {resolved ModelConfig: everything that shapes the head's weights},
+       "run": {"train": {resolved TrainConfig}, "text": {"max_words": ...},
+               "padding": "zero" | "blank", "features": {...}},      # how the run was made
        "epoch": completed epochs, "global_step": optimiser steps so far,
        "world_size": processes, "fingerprint": inputs fingerprint (see below),
-       "model": head state dict, "clip": {"arch": {...}, "state_dict": {...}} | None,
+       "model": head state dict, "backbone": {"kind", "arch", "state_dict"} | None,
        "optimizer": ..., "scheduler": ..., "rng": {"torch": uint8 tensor, "cuda": [...]},
        "metrics": {name: float}}
 
-- ``model.pt`` (for evaluate / search): the same without optimiser, scheduler and RNG state,
-  ``"kind": "model"``.
+- ``model.pt`` (for evaluate / report / search): the same without optimiser, scheduler and RNG
+  state, ``"kind": "model"``.
 
-The fingerprint is a hash of (relative path, size, mtime) of every input file. A ``last.pt``
-is only resumed automatically when its config, process count and fingerprint all match:
-touched inputs start a fresh run rather than silently continue from stale weights.
+Compatibility: reading is lenient where it is safe. ``model_config`` is read with
+:func:`pipeline.config.from_stored`: a key added to the code later takes its documented legacy
+value or its default, an unknown key is dropped; only a weight-shaping key the code cannot
+supply is refused, by name. Version 1 files (before variants and the backbone interface) are
+upgraded on read. The fingerprint is a hash of (relative path, size, mtime) of every input
+file: a ``last.pt`` is resumed automatically only when its config, process count and
+fingerprint all match.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -32,14 +39,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.config import from_mapping
+from pipeline.config import ConfigError, from_stored
 from pipeline.io import atomic_path
-from pipeline.model import MacVR
-from pipeline.train.config import TrainConfig
+from pipeline.model import MacVR, ModelConfig
+
+log = logging.getLogger(__name__)
 
 FORMAT = "macvr-train"
-VERSION = 1
+VERSION = 2
 KINDS = ("resume", "model")
+#: ModelConfig keys added after version 1, with the value that reproduces older checkpoints.
+MODEL_LEGACY = {"temporal_ln_eps": 1e-5}
 
 
 class CheckpointError(ValueError):
@@ -76,68 +86,84 @@ def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}
 
 
-def clip_payload(clip_model: nn.Module | None) -> dict[str, Any] | None:
-    """CLIP's architecture + weights (finetune mode), rebuildable by :func:`load_trained_clip`."""
-    if clip_model is None:
-        return None
-    from pipeline.backbone.arch import ClipArch
-
-    return {"arch": ClipArch.of(clip_model).to_dict(), "state_dict": cpu_state_dict(clip_model)}
-
-
-def save(payload: dict[str, Any], path: str | Path) -> None:
+def save(data: dict[str, Any], path: str | Path) -> None:
     """Write a checkpoint atomically (a crash leaves the previous file intact)."""
-    if payload.get("kind") not in KINDS:
-        raise ValueError(f"checkpoint kind must be one of {KINDS}, got {payload.get('kind')!r}")
+    if data.get("kind") not in KINDS:
+        raise ValueError(f"checkpoint kind must be one of {KINDS}, got {data.get('kind')!r}")
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
+        torch.save({"format": FORMAT, "version": VERSION, **data}, tmp)
+
+
+def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 checkpoint in version 2's layout (same weights, same meaning)."""
+    config = dict(data["config"])
+    model = dict(config.pop("model"))
+    tags = [t for t, on in (("visual", model.pop("use_visual_tags", False)),
+                            ("textual", model.pop("use_textual_tags", False))) if on]
+    model.pop("variant", None)
+    model["tags"] = tags
+    loss = dict(config.pop("loss"))
+    text = {"max_words": loss.pop("max_words", 32)}
+    train = {**config, "model": {k: v for k, v in model.items() if k not in ("embed_dim", "max_frames")},
+             "loss": loss}
+    train["init_temporal_from_backbone"] = train.pop("init_temporal_from_clip", False)
+    train.setdefault("logit_scale", "head")
+    backbone = None
+    if data.get("clip") is not None:
+        backbone = {"kind": "clip", "arch": data["clip"]["arch"], "state_dict": data["clip"]["state_dict"]}
+    out = {k: v for k, v in data.items() if k not in ("config", "clip")}
+    out.update(version=VERSION, model_config=model, backbone=backbone,
+               run={"train": train, "text": text, "padding": "zero"})
+    return out
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` and check its format."""
+    """Read a checkpoint with ``weights_only=True``, check its format, upgrade old versions."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found (did the train stage run?)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for foreign or corrupt files
         raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from err
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a macvr train checkpoint (format {FORMAT!r} expected)")
-    if payload.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')!r}, this code reads {VERSION}")
-    return payload
+    if data.get("version") == 1:
+        data = _upgrade_v1(data)
+    if data.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {data.get('version')!r}, this code reads <= {VERSION}")
+    return data
 
 
-def config_of(payload: dict[str, Any], where: str) -> TrainConfig:
-    """The TrainConfig stored in a checkpoint (validated like params.yaml)."""
-    return from_mapping(TrainConfig, payload["config"], where=f"{where}: config")
-
-
-def load_trained(path: str | Path, device: str | torch.device = "cpu") -> tuple[MacVR, TrainConfig]:
-    """The trained head (eval mode, on ``device``) and its resolved config.
-
-    Accepts ``model.pt`` or a resumable checkpoint. In finetune mode the features the head
-    expects come from the fine-tuned CLIP: see :func:`load_trained_clip`.
-    """
-    payload = load(path)
-    config = config_of(payload, str(path))
-    model = MacVR(config.model)
+def model_config_of(data: dict[str, Any], where: str) -> ModelConfig:
+    """The head's resolved config from a checkpoint (lenient: see the module docstring)."""
+    dropped: list[str] = []
     try:
-        model.load_state_dict(payload["model"], strict=True)
+        config = from_stored(ModelConfig, data["model_config"], f"{where}: model_config", MODEL_LEGACY, dropped)
+    except ConfigError as err:
+        raise CheckpointError(str(err)) from None
+    if dropped:
+        log.info("%s: ignoring stored keys this code does not know: %s", where, ", ".join(dropped))
+    return config
+
+
+def head_from(data: dict[str, Any], where: str, device: str | torch.device = "cpu") -> MacVR:
+    """The trained head (eval mode, on ``device``) of a loaded checkpoint."""
+    model = MacVR(model_config_of(data, where))
+    try:
+        model.load_state_dict(data["model"], strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not fit the stored model config: {err}") from err
-    return model.to(device).eval(), config
+        raise CheckpointError(f"{where}: weights do not fit the stored model config: {err}") from err
+    return model.to(device).eval()
 
 
-def load_trained_clip(path: str | Path, device: str | torch.device = "cpu") -> nn.Module | None:
-    """The fine-tuned CLIP of a finetune-mode checkpoint (float32, eval mode); None in cached mode."""
-    payload = load(path)
-    if payload.get("clip") is None:
+def backbone_from(data: dict[str, Any], where: str, device: str | torch.device = "cpu"):
+    """The fine-tuned backbone of a finetune-mode checkpoint (float32, eval); None in cached mode."""
+    if data.get("backbone") is None:
         return None
-    from pipeline.backbone.arch import ClipArch
+    from pipeline.backbone.io import from_payload
 
-    arch = ClipArch.from_dict(payload["clip"]["arch"], where=f"{path}: clip.arch")
-    clip_model = arch.build()
-    clip_model.load_state_dict(payload["clip"]["state_dict"], strict=True)
-    return clip_model.float().to(device).eval()
+    try:
+        return from_payload(data["backbone"], where=f"{where}: backbone").to(device).eval()
+    except (ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{where}: the stored backbone cannot be rebuilt: {err}") from err

@@ -1,16 +1,13 @@
-"""Typed configuration of the ``train`` stage (``params.yaml: train``)."""
+"""Typed configuration of one training run (``params.yaml: train`` + one entry of ``variants``)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
 
-from pipeline.losses import LossConfig
-from pipeline.model.config import ModelConfig
-
-Variant = Literal["dicosa", "macvr"]
+from pipeline.losses import LossParams
+from pipeline.model.config import ModelParams
 
 
 @dataclass(frozen=True)
@@ -42,10 +39,15 @@ class TrainConfig:
     log_every: log the step metrics (mean over the last ``log_every`` steps) this often.
     monitor_videos: each epoch, score the first caption of this many training videos against
         those videos (fixed tag draw) and log R@1 t2v/v2t; 0 switches it off.
-    init_temporal_from_clip: initialise the temporal transformer from CLIP's text layers and
-        position embedding (the official trick); needs the backbone weights and matching widths.
-    model / loss: the head (``model.variant`` is overridden by the stage's ``--variant``) and
-        the loss weights.
+    init_temporal_from_backbone: initialise the temporal transformer from the backbone's text
+        layers and position embedding (the official trick); needs matching widths.
+    logit_scale: who owns the InfoNCE temperature lambda. ``head``: a parameter of the head
+        (``model.init_logit_scale``), trained at ``lr`` without decay, clamped at ln 100 after each
+        step. ``backbone``: the official treatment: the backbone's own ``logit_scale``
+        (pretrained CLIP: ln 100), in the backbone's parameter group (``clip_lr``, weight decay) in
+        finetune mode, frozen in cached mode.
+    model / loss: the head and the loss weights (``model.tags`` and ``loss.alpha_align`` are set
+        by the variant: see :mod:`pipeline.train.variants`).
     """
 
     mode: Literal["cached", "finetune"]
@@ -67,9 +69,10 @@ class TrainConfig:
     tags_per_item: int
     log_every: int
     monitor_videos: int
-    init_temporal_from_clip: bool
-    model: ModelConfig
-    loss: LossConfig
+    init_temporal_from_backbone: bool
+    logit_scale: Literal["head", "backbone"]
+    model: ModelParams
+    loss: LossParams
 
     def __post_init__(self) -> None:
         def need(ok: bool, msg: str) -> None:
@@ -95,21 +98,9 @@ class TrainConfig:
         need(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         need(self.monitor_videos == 0 or self.monitor_videos >= 2,
              f"monitor_videos must be 0 (off) or >= 2, got {self.monitor_videos}")
+        need(self.logit_scale in ("head", "backbone"),
+             f"logit_scale must be head or backbone, got {self.logit_scale!r}")
 
-    def with_variant(self, variant: Variant) -> "TrainConfig":
-        """The config for one variant: ``model.variant`` set, tag slots switched to match.
-
-        ``dicosa`` has no tag inputs; ``macvr`` keeps the tag slots params.yaml asks for, or both
-        when params.yaml describes dicosa (one ``train`` section serves both variants).
-        """
-        m = self.model
-        if variant == "dicosa":
-            model = dataclasses.replace(m, variant="dicosa", use_visual_tags=False, use_textual_tags=False)
-        elif variant == "macvr":
-            tags = (m.use_visual_tags, m.use_textual_tags)
-            if not any(tags):
-                tags = (True, True)
-            model = dataclasses.replace(m, variant="macvr", use_visual_tags=tags[0], use_textual_tags=tags[1])
-        else:
-            raise ValueError(f"variant must be dicosa or macvr, got {variant!r}")
-        return dataclasses.replace(self, model=model)
+    @property
+    def uses_tags(self) -> bool:
+        return bool(self.model.tags)

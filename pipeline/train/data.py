@@ -25,10 +25,11 @@ import pandas as pd
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 
-from pipeline.features.inputs import load_tags
 from pipeline.features.store import load_features
 from pipeline.features.tags import draw_tags, tag_sentence
+from pipeline.frames.store import FrameStore
 from pipeline.io import read_parquet
+from pipeline.tags.table import read_tags
 from pipeline.train.distributed import DistContext
 
 log = logging.getLogger(__name__)
@@ -198,12 +199,10 @@ def _gather(array: np.ndarray, rows: np.ndarray, draw: np.ndarray | None = None,
 # --------------------------------------------------------------------------- frames + text
 def finetune_pairs(frames_dir: str | Path, captions_path: str | Path) -> tuple[TrainPairs, list[str]]:
     """Training pairs over the frames stage's decoded videos, and every caption's text by pair."""
-    frames_dir = Path(frames_dir)
-    index = read_parquet(frames_dir / "index.parquet", columns=["video_id", "row", "split", "status"])
-    ok = index[(index["status"] == "ok") & (index["row"] >= 0)]
+    store = FrameStore(frames_dir)
     captions = read_parquet(captions_path, columns=["caption_id", "video_id", "split", "text"])
     captions = captions.assign(_order=np.arange(len(captions), dtype=np.int64))
-    pairs = _pairs(captions, ok, "_order", "row", f"{frames_dir} + {captions_path}")
+    pairs = _pairs(captions, store.ok, "_order", "row", f"{store.path} + {captions_path}")
     texts = captions["text"].astype(str).to_numpy()[pairs.caption_rows].tolist()
     return pairs, texts
 
@@ -211,7 +210,7 @@ def finetune_pairs(frames_dir: str | Path, captions_path: str | Path) -> tuple[T
 def tag_lists(tags_path: str | Path, ids: Sequence[str], modality: str) -> list[list[str]]:
     """Ordered tag lists of ``ids`` (one modality). As in the features stage, an item absent
     from ``tags.parquet`` gets no tags (the sentence ``"a video of"``), with a warning."""
-    table = load_tags(tags_path)[modality]
+    table = read_tags(tags_path).of(modality)
     missing = [i for i in ids if i not in table]
     if missing:
         log.warning("%s: %d %s items have no tags (e.g. %r); they get the empty tag sentence",
@@ -220,23 +219,23 @@ def tag_lists(tags_path: str | Path, ids: Sequence[str], modality: str) -> list[
 
 
 class FrameTextSet(Dataset):
-    """Batches of raw CLIP frames and tokenised texts, for end-to-end fine-tuning.
+    """Batches of raw frames and tokenised texts, for end-to-end fine-tuning.
 
-    Keys: ``frames`` uint8 [B, N, S, S, 3], ``mask`` [B, N] bool, ``text_tokens`` [B, L],
-    ``tags_v_tokens`` / ``tags_t_tokens`` [B, L] (only when tags are given), ``video_index``.
-    Each load draws ``tags_per_item`` of an item's tags at random (a random subset in random
-    order, as the official loader's ``random.sample``), seeded by (seed, epoch, pair).
+    Keys: ``frames`` uint8 [B, N, S, S, 3], ``mask`` [B, N] bool, ``text_ids`` / ``text_mask``
+    [B, L], ``tags_v_ids`` / ``tags_v_mask`` and ``tags_t_ids`` / ``tags_t_mask`` (only when
+    tags are given), ``video_index``. Texts are cut to ``max_words`` tokens by the backbone's
+    tokenizer (``tokenize(texts, max_words)``). Each load draws ``tags_per_item`` of an item's
+    tags at random (a random subset in random order, as the official loader's
+    ``random.sample``), seeded by (seed, epoch, pair).
     """
 
     def __init__(self, frames_dir: str | Path, pairs: TrainPairs, texts: list[str],
                  visual_tags: list[list[str]] | None, textual_tags: list[list[str]] | None,
-                 context_length: int, tags_per_item: int, seed: int) -> None:
-        from pipeline.backbone.encode import tokenize  # imports clip: only needed in this mode
-
+                 tokenize, max_words: int, tags_per_item: int, seed: int) -> None:
         self._tokenize = tokenize
         self.dir, self.pairs, self.texts = Path(frames_dir), pairs, texts
         self.visual_tags, self.textual_tags = visual_tags, textual_tags
-        self.context_length, self.tags_per_item, self.seed = context_length, tags_per_item, seed
+        self.max_words, self.tags_per_item, self.seed = max_words, tags_per_item, seed
         self.epoch = 0
         self._arrays: dict[str, np.ndarray] | None = None
         frames, mask = self.arrays["frames"], self.arrays["mask"]
@@ -252,8 +251,8 @@ class FrameTextSet(Dataset):
     @property
     def arrays(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
-            self._arrays = {"frames": np.load(self.dir / "clip_frames.npy", mmap_mode="r"),
-                            "mask": np.load(self.dir / "clip_mask.npy", mmap_mode="r")}
+            store = FrameStore(self.dir)
+            self._arrays = {"frames": store.clip_frames, "mask": store.clip_mask}
         return self._arrays
 
     def __getstate__(self) -> dict:
@@ -278,9 +277,14 @@ class FrameTextSet(Dataset):
         out = {
             "frames": _gather(self.arrays["frames"], rows, dtype=np.uint8),
             "mask": _gather(self.arrays["mask"], rows, dtype=np.bool_),
-            "text_tokens": self._tokenize([self.texts[i] for i in idx], self.context_length)[0],
             "video_index": torch.from_numpy(p.video_index[idx].copy()),
         }
+
+        def put(key: str, texts: list[str]) -> None:
+            batch = self._tokenize(texts, self.max_words)
+            out[f"{key}_ids"], out[f"{key}_mask"] = batch.ids, batch.mask
+
+        put("text", [self.texts[i] for i in idx])
 
         def sentences(lists: list[list[str]], item: np.ndarray, stream: int) -> list[str]:
             if epoch is None:
@@ -288,10 +292,9 @@ class FrameTextSet(Dataset):
             return [tag_sentence(self._draw(lists[j], epoch, int(i), stream)) for i, j in zip(idx, item)]
 
         if self.visual_tags is not None:
-            out["tags_v_tokens"] = self._tokenize(sentences(self.visual_tags, p.video_index[idx], 1),
-                                                  self.context_length)[0]
+            put("tags_v", sentences(self.visual_tags, p.video_index[idx], 1))
         if self.textual_tags is not None:
-            out["tags_t_tokens"] = self._tokenize(sentences(self.textual_tags, idx, 2), self.context_length)[0]
+            put("tags_t", sentences(self.textual_tags, idx, 2))
         return out
 
     def __getitem__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:

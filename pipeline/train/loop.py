@@ -29,9 +29,11 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from pipeline.config import to_dict
-from pipeline.model import MacVR
+from pipeline.losses import LossConfig
+from pipeline.model import MacVR, ModelConfig
+from pipeline.text import TextConfig
 from pipeline.train import checkpoint as ckpt
-from pipeline.train.config import TrainConfig, Variant
+from pipeline.train.config import TrainConfig
 from pipeline.train.data import (CachedFeatureSet, FrameTextSet, cached_pairs, finetune_pairs, make_loader,
                                  tag_lists)
 from pipeline.train.distributed import DistContext, all_reduce_mean, barrier, init_distributed, shutdown
@@ -47,8 +49,8 @@ Resume = Literal["auto", "always", "never"]
 
 @dataclass(frozen=True)
 class TrainInputs:
-    """Input paths. ``cached``: features (+ backbone for the temporal init). ``finetune``: frames,
-    captions, backbone, and tags for macvr."""
+    """Input paths. ``cached``: features (+ backbone for the temporal init or the backbone's
+    logit scale). ``finetune``: frames, captions, backbone, and tags when the variant uses them."""
 
     features: Path | None = None
     frames: Path | None = None
@@ -56,24 +58,28 @@ class TrainInputs:
     tags: Path | None = None
     backbone: Path | None = None
 
-    def check(self, config: TrainConfig) -> None:
-        need = {"cached": ["features"], "finetune": ["frames", "captions", "backbone"]}[config.mode]
-        if config.mode == "finetune" and (config.model.use_visual_tags or config.model.use_textual_tags):
+    def needs_backbone(self, config: TrainConfig) -> bool:
+        return (config.mode == "finetune" or config.init_temporal_from_backbone
+                or config.logit_scale == "backbone")
+
+    def check(self, config: TrainConfig, variant: str) -> None:
+        need = {"cached": ["features"], "finetune": ["frames", "captions"]}[config.mode]
+        if config.mode == "finetune" and config.uses_tags:
             need.append("tags")
-        if config.init_temporal_from_clip:
+        if self.needs_backbone(config):
             need.append("backbone")
         missing = [n for n in need if getattr(self, n) is None]
         if missing:
-            raise ValueError(f"train mode {config.mode!r} (variant {config.model.variant}) needs "
+            raise ValueError(f"train mode {config.mode!r} (variant {variant}) needs "
                              + ", ".join(f"--{m}" for m in missing))
 
     def used(self, config: TrainConfig) -> list[Path]:
         """The inputs this run reads (for the resume fingerprint)."""
+        backbone = [self.backbone] if self.needs_backbone(config) else []
         if config.mode == "cached":
-            paths = [self.features] + ([self.backbone] if config.init_temporal_from_clip else [])
+            paths = [self.features] + backbone
         else:
-            uses_tags = config.model.use_visual_tags or config.model.use_textual_tags
-            paths = [self.frames, self.captions, self.backbone] + ([self.tags] if uses_tags else [])
+            paths = [self.frames, self.captions] + backbone + ([self.tags] if config.uses_tags else [])
         return [p for p in paths if p is not None]
 
 
@@ -83,6 +89,7 @@ class _Run:
 
     ctx: DistContext
     config: TrainConfig
+    text: TextConfig
     variant: str
     trainable: Trainable
     dataset: Any
@@ -93,58 +100,66 @@ class _Run:
     monitor_indices: Any
     fingerprint: str
     steps_per_epoch: int
+    padding: str
+    features_meta: dict[str, Any]
 
 
-def _build_data(config: TrainConfig, inputs: TrainInputs, clip_model: torch.nn.Module | None):
+def _build_data(config: TrainConfig, text: TextConfig, inputs: TrainInputs, backbone: Any):
+    """(pairs, dataset, embed_dim, frame slots, padding, features meta)."""
     if config.mode == "cached":
         pairs = cached_pairs(inputs.features)
         dataset = CachedFeatureSet(inputs.features, pairs, config.seed)
-        embed_dim, frames = dataset.embed_dim, dataset.num_frames
-    else:
-        pairs, texts = finetune_pairs(inputs.frames, inputs.captions)
-        m = config.model
-        visual = tag_lists(inputs.tags, pairs.video_ids, "visual") if m.use_visual_tags else None
-        textual = tag_lists(inputs.tags, list(pairs.caption_ids), "textual") if m.use_textual_tags else None
-        dataset = FrameTextSet(inputs.frames, pairs, texts, visual, textual, clip_model.context_length,
-                               config.tags_per_item, config.seed)
-        embed_dim, frames = int(clip_model.text_projection.shape[1]), dataset.arrays["frames"].shape[1]
-    if embed_dim != config.model.embed_dim:
-        raise ValueError(f"train.model.embed_dim is {config.model.embed_dim} but the CLIP features are "
-                         f"{embed_dim}-dimensional")
-    if frames > config.model.max_frames:
-        raise ValueError(f"videos have {frames} frame slots but train.model.max_frames is {config.model.max_frames}")
-    return pairs, dataset
+        meta = dataset.meta
+        if meta.get("max_words", text.max_words) != text.max_words:
+            raise ValueError(f"{inputs.features} was encoded with max_words {meta['max_words']} but text.max_words is "
+                             f"{text.max_words}: re-run the features stage")
+        return pairs, dataset, dataset.embed_dim, dataset.num_frames, str(meta.get("padding", "zero")), meta
+    from pipeline.frames.store import FrameStore
+
+    store = FrameStore(inputs.frames)
+    pairs, texts = finetune_pairs(inputs.frames, inputs.captions)
+    m = config.model
+    visual = tag_lists(inputs.tags, pairs.video_ids, "visual") if m.use_visual_tags else None
+    textual = tag_lists(inputs.tags, list(pairs.caption_ids), "textual") if m.use_textual_tags else None
+    dataset = FrameTextSet(inputs.frames, pairs, texts, visual, textual, backbone.text_tokenizer(),
+                           text.max_words, config.tags_per_item, config.seed)
+    return pairs, dataset, backbone.embed_dim, store.num_frames, store.padding, {}
 
 
 def _check_same_backbone(backbone: Path, meta: dict[str, Any], features: Path) -> None:
-    """The temporal init must come from the CLIP that encoded the cached features."""
+    """The temporal init / logit scale must come from the backbone that encoded the cached features."""
     from pipeline.backbone.io import file_sha256
 
     want = meta.get("backbone_sha256")
     if want is not None and file_sha256(backbone) != want:
-        raise ValueError(f"{backbone} is not the CLIP that encoded {features} (its meta.json names "
+        raise ValueError(f"{backbone} is not the backbone that encoded {features} (its meta.json names "
                          f"backbone sha256 {want}); pass the same --backbone the features stage used")
 
 
-def _build(config: TrainConfig, variant: str, inputs: TrainInputs, ctx: DistContext) -> _Run:
+def _build(config: TrainConfig, text: TextConfig, variant: str, inputs: TrainInputs, ctx: DistContext) -> _Run:
     from pipeline.train.checkpoint import inputs_fingerprint
 
-    clip_model = None
-    init_clip = None
-    if config.mode == "finetune" or config.init_temporal_from_clip:
-        from pipeline.backbone.io import load_clip
+    backbone = None
+    if inputs.needs_backbone(config):
+        from pipeline.backbone.io import load_backbone
 
-        init_clip = load_clip(inputs.backbone, "cpu")
-        if config.mode == "finetune":
-            clip_model = init_clip.train()
-    pairs, dataset = _build_data(config, inputs, clip_model)
+        backbone = load_backbone(inputs.backbone, "cpu")
+    pairs, dataset, embed_dim, frames, padding, meta = _build_data(config, text, inputs, backbone)
+    if config.mode == "cached" and backbone is not None:
+        _check_same_backbone(inputs.backbone, meta, inputs.features)
+    model_config = ModelConfig.resolve(config.model, embed_dim=embed_dim, max_frames=frames)
     torch.manual_seed(config.seed)  # the same initial head on every rank, whatever was loaded before
-    head = MacVR(config.model)
-    if config.init_temporal_from_clip:
-        if config.mode == "cached":
-            _check_same_backbone(inputs.backbone, dataset.meta, inputs.features)
-        head.init_from_clip(init_clip)
-    trainable = Trainable(head, clip_model, config.loss).to(ctx.device)
+    head = MacVR(model_config)
+    if config.init_temporal_from_backbone:
+        head.init_from_backbone(backbone)
+    if config.logit_scale == "backbone":
+        if backbone.logit_scale is None:
+            raise ValueError("train.logit_scale is 'backbone' but this backbone has no logit_scale")
+        with torch.no_grad():
+            head.logit_scale.fill_(float(backbone.logit_scale))
+    trained_backbone = backbone.train() if config.mode == "finetune" else None
+    loss = LossConfig(**to_dict(config.loss), max_words=text.max_words)
+    trainable = Trainable(head, trained_backbone, loss, config.logit_scale, padding, text.max_words).to(ctx.device)
     loader, sampler = make_loader(dataset, config.batch_size, ctx, config.seed, config.num_workers)
     steps_per_epoch = len(loader)
     optimizer = build_optimizer(trainable, config.lr, config.clip_lr, config.weight_decay,
@@ -153,30 +168,42 @@ def _build(config: TrainConfig, variant: str, inputs: TrainInputs, ctx: DistCont
     monitor = pairs.first_caption_per_video(config.monitor_videos) if config.monitor_videos else None
     if monitor is not None and len(monitor) < 2:
         monitor = None
-    return _Run(ctx=ctx, config=config, variant=variant, trainable=trainable, dataset=dataset, loader=loader,
-                sampler=sampler, optimizer=optimizer, scheduler=scheduler, monitor_indices=monitor,
-                fingerprint=inputs_fingerprint(inputs.used(config)), steps_per_epoch=steps_per_epoch)
+    return _Run(ctx=ctx, config=config, text=text, variant=variant, trainable=trainable, dataset=dataset,
+                loader=loader, sampler=sampler, optimizer=optimizer, scheduler=scheduler, monitor_indices=monitor,
+                fingerprint=inputs_fingerprint(inputs.used(config)), steps_per_epoch=steps_per_epoch,
+                padding=padding, features_meta=meta)
+
+
+def _run_record(run: _Run) -> dict[str, Any]:
+    """How the run was made (stored in checkpoints; compared to resume)."""
+    features = {k: run.features_meta[k] for k in ("backbone_sha256", "max_words", "infer_tags", "tag_control")
+                if k in run.features_meta}
+    return {"train": to_dict(run.config), "text": to_dict(run.text), "padding": run.padding, "features": features}
 
 
 def _state(run: _Run, epoch: int, global_step: int, metrics: dict[str, float], kind: str) -> dict[str, Any]:
+    from pipeline.backbone.io import payload as backbone_payload
+
     t = run.trainable
-    payload: dict[str, Any] = {
-        "kind": kind, "variant": run.variant, "config": to_dict(run.config), "epoch": epoch,
-        "global_step": global_step, "world_size": run.ctx.world_size, "fingerprint": run.fingerprint,
-        "model": ckpt.cpu_state_dict(t.head), "clip": ckpt.clip_payload(t.clip),
+    data: dict[str, Any] = {
+        "kind": kind, "variant": run.variant, "model_config": to_dict(t.head.config), "run": _run_record(run),
+        "epoch": epoch, "global_step": global_step, "world_size": run.ctx.world_size,
+        "fingerprint": run.fingerprint, "model": ckpt.cpu_state_dict(t.head),
+        "backbone": backbone_payload(t.backbone) if t.backbone is not None else None,
         "metrics": {k: float(v) for k, v in metrics.items()},
     }
     if kind == "resume":
-        payload.update(optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),
-                       rng=ckpt.rng_state(run.ctx.device))
-    return payload
+        data.update(optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),
+                    rng=ckpt.rng_state(run.ctx.device))
+    return data
 
 
 def _resume_problem(payload: dict[str, Any], run: _Run) -> str | None:
     """Why ``payload`` cannot continue ``run`` (None when it can)."""
     if payload.get("kind") != "resume":
         return "it is not a resumable checkpoint"
-    if payload["config"] != to_dict(run.config) or payload["variant"] != run.variant:
+    if (payload.get("run") != _run_record(run) or payload.get("model_config") != to_dict(run.trainable.head.config)
+            or payload["variant"] != run.variant):
         return "its config differs from the current params"
     if payload["world_size"] != run.ctx.world_size:
         return f"it was written by {payload['world_size']} processes, this run has {run.ctx.world_size}"
@@ -200,8 +227,8 @@ def _try_resume(run: _Run, path: Path, mode: Resume) -> tuple[int, int, dict[str
             log.warning("%s: not resuming (%s); training from scratch", path, problem)
         return 0, 0, {}
     run.trainable.head.load_state_dict(payload["model"])
-    if run.trainable.clip is not None:
-        run.trainable.clip.load_state_dict(payload["clip"]["state_dict"])
+    if run.trainable.backbone is not None:
+        run.trainable.backbone.inner.load_state_dict(payload["backbone"]["state_dict"])
     run.optimizer.load_state_dict(payload["optimizer"])
     run.scheduler.load_state_dict(payload["scheduler"])
     ckpt.set_rng_state(payload["rng"], run.ctx.device)
@@ -262,7 +289,7 @@ def _run_epoch(run: _Run, model: torch.nn.Module, epoch: int, global_step: int,
             n = (i % cfg.log_every) + 1
             step_metrics = {f"train/{k}": v / n for k, v in window.items()}
             step_metrics.update(lrs)  # the rates this step used
-            step_metrics["train/logit_scale"] = float(run.trainable.head.logit_scale_value.detach())
+            step_metrics["train/logit_scale"] = float(run.trainable.logit_scale.detach().exp())
             if ctx.is_main:
                 live.log(global_step, step_metrics)
             window = {}
@@ -270,24 +297,26 @@ def _run_epoch(run: _Run, model: torch.nn.Module, epoch: int, global_step: int,
     return global_step, {k: v / run.steps_per_epoch for k, v in totals.items()}
 
 
-def train(config: TrainConfig, variant: Variant, inputs: TrainInputs, out_dir: str | Path,
-          live_dir: str | Path | None = None, resume: Resume = "auto") -> dict[str, float]:
-    """Train ``variant`` with ``config``; write checkpoints to ``out_dir``; return final metrics."""
-    config = config.with_variant(variant)
-    inputs.check(config)
+def train(config: TrainConfig, variant: str, inputs: TrainInputs, out_dir: str | Path,
+          live_dir: str | Path | None = None, resume: Resume = "auto",
+          text: TextConfig | None = None) -> dict[str, float]:
+    """Train ``variant`` (its resolved ``config``: see :mod:`pipeline.train.variants`); write
+    checkpoints to ``out_dir``; return final metrics. ``text``: the text length (default 32)."""
+    text = text or TextConfig(max_words=32)
+    inputs.check(config, variant)
     out_dir = Path(out_dir)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     ctx = init_distributed(config.device)
     try:
-        return _train(config, variant, inputs, out_dir, live_dir, resume, ctx)
+        return _train(config, text, variant, inputs, out_dir, live_dir, resume, ctx)
     finally:
         shutdown(ctx)
 
 
-def _train(config: TrainConfig, variant: str, inputs: TrainInputs, out_dir: Path,
+def _train(config: TrainConfig, text: TextConfig, variant: str, inputs: TrainInputs, out_dir: Path,
            live_dir: str | Path | None, resume: Resume, ctx: DistContext) -> dict[str, float]:
-    run = _build(config, variant, inputs, ctx)
+    run = _build(config, text, variant, inputs, ctx)
     last = out_dir / "last.pt"
     start_epoch, global_step, metrics = _try_resume(run, last, resume)
     model: torch.nn.Module = run.trainable
@@ -318,7 +347,8 @@ def _train(config: TrainConfig, variant: str, inputs: TrainInputs, out_dir: Path
             final = _state(run, config.epochs, global_step, summary, "resume")
             ckpt.save(final, out_dir / "checkpoint.pt")
             ckpt.save(_state(run, config.epochs, global_step, summary, "model"), out_dir / "model.pt")
-            live.summary({"train/steps": global_step, "train/seconds": time.monotonic() - started})
+            live.summary({"train/steps": global_step})
+            log.info("%s: %d steps in %.1f s", variant, global_step, time.monotonic() - started)
             last.unlink(missing_ok=True)
             metrics = summary
         barrier(ctx)

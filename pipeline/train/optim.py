@@ -2,9 +2,9 @@
 
 Parameter groups (``param_groups``):
 
-- *CLIP* parameters (names under ``clip_prefix``, only present when fine-tuning end to end) use
-  ``clip_lr`` (official: 1e-7); every other parameter ("new modules": the DiCoSA/MAC-VR head)
-  uses ``lr`` (official: 1e-4; the paper's text says 1e-3, the released code uses 1e-4).
+- *Backbone* parameters (names under ``backbone_prefix``, only present when fine-tuning end to
+  end) use ``clip_lr`` (official: 1e-7); every other parameter ("new modules": the DiCoSA/MAC-VR
+  head) uses ``lr`` (official: 1e-4; the paper's text says 1e-3, the released code uses 1e-4).
 - Weight decay ``weight_decay`` (0.2) is applied to weight matrices only. No decay on: biases
   and every other parameter with fewer than 2 dimensions (LayerNorm gains, CLIP's
   ``class_embedding``, the logit scale), ``nn.Embedding`` tables, and parameters whose name ends
@@ -44,26 +44,26 @@ def is_no_decay(name: str, param: nn.Parameter, embedding_params: set[int]) -> b
 
 
 def param_groups(model: nn.Module, lr: float, clip_lr: float, weight_decay: float,
-                 clip_prefix: str = "clip.") -> list[dict]:
-    """Trainable parameters of ``model`` split into (head|clip) x (decay|no_decay) groups.
+                 backbone_prefix: str = "backbone.") -> list[dict]:
+    """Trainable parameters of ``model`` split into (head|backbone) x (decay|no_decay) groups.
 
-    Each group carries a ``name`` (``head/decay``, ``head/no_decay``, ``clip/decay``,
-    ``clip/no_decay``); empty groups are left out. Frozen parameters are skipped.
+    Each group carries a ``name`` (``head/decay``, ``head/no_decay``, ``backbone/decay``,
+    ``backbone/no_decay``); empty groups are left out. Frozen parameters are skipped.
     """
     embedding_params = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     buckets: dict[str, list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        owner = "clip" if name.startswith(clip_prefix) else "head"
+        owner = "backbone" if name.startswith(backbone_prefix) else "head"
         kind = "no_decay" if is_no_decay(name, param, embedding_params) else "decay"
         buckets.setdefault(f"{owner}/{kind}", []).append(param)
     groups = []
-    for key in ("head/decay", "head/no_decay", "clip/decay", "clip/no_decay"):
+    for key in ("head/decay", "head/no_decay", "backbone/decay", "backbone/no_decay"):
         if key in buckets:
             owner, kind = key.split("/")
             groups.append({"name": key, "params": buckets[key],
-                           "lr": clip_lr if owner == "clip" else lr,
+                           "lr": clip_lr if owner == "backbone" else lr,
                            "weight_decay": weight_decay if kind == "decay" else 0.0})
     if not groups:
         raise ValueError("the model has no trainable parameters")

@@ -1,8 +1,8 @@
-"""The module that training optimises (and DDP wraps): CLIP encoders (finetune) + the head + losses.
+"""The module that training optimises (and DDP wraps): the backbone (finetune) + the head + losses.
 
 ``forward(batch)`` returns the named loss terms of one step. Per-sample encoders run on this
-rank's shard: CLIP (finetune mode) and the head's temporal transformer. Their outputs are then
-all-gathered across ranks with gradients flowing back into the local shard
+rank's shard: the backbone (finetune mode) and the head's temporal transformer. Their outputs are
+then all-gathered across ranks with gradients flowing back into the local shard
 (:func:`~pipeline.train.distributed.all_gather_with_grad`), and the pairwise scores and losses are
 computed on the global batch -- the reference's data-parallel scheme.
 """
@@ -14,19 +14,20 @@ import math
 import torch
 from torch import nn
 
+from pipeline.backbone.encode import padded_frame_features
 from pipeline.losses import LossConfig, training_loss
-from pipeline.model import MacVR, ModelOutput
-from pipeline.model.config import MAX_LOGIT_SCALE
+from pipeline.model import MAX_LOGIT_SCALE, MacVR, ModelOutput
 from pipeline.train.distributed import all_gather_with_grad
 
 
 def matched_output(head: MacVR, text: torch.Tensor, encoded: torch.Tensor, mask: torch.Tensor,
-                   tags_v: torch.Tensor | None, tags_t: torch.Tensor | None) -> ModelOutput:
+                   tags_v: torch.Tensor | None, tags_t: torch.Tensor | None,
+                   logit_scale: torch.Tensor) -> ModelOutput:
     """``head.forward`` for frames already through ``head.encode_frames`` (pair b = row b)."""
     scores = head.score_encoded(text, encoded, mask, tags_v, tags_t)
     diag = torch.arange(text.shape[0], device=scores.similarity.device)
     return ModelOutput(
-        similarity=scores.similarity, logit_scale=head.logit_scale,
+        similarity=scores.similarity, logit_scale=logit_scale,
         text_concepts=scores.text_concepts, video_concepts=scores.video_concepts[diag, diag],
         visual_tag_concepts=scores.visual_tag_concepts, textual_tag_concepts=scores.textual_tag_concepts,
         confidence=scores.confidence, concept_cosine=scores.concept_cosine, pool_weights=scores.pool_weights,
@@ -34,42 +35,49 @@ def matched_output(head: MacVR, text: torch.Tensor, encoded: torch.Tensor, mask:
 
 
 class Trainable(nn.Module):
-    """``head`` (+ ``clip`` when fine-tuning end to end) and the loss of one training step."""
+    """``head`` (+ ``backbone`` when fine-tuning end to end) and the loss of one training step.
 
-    def __init__(self, head: MacVR, clip: nn.Module | None, loss: LossConfig) -> None:
+    ``logit_scale``: ``head`` uses the head's own parameter; ``backbone`` (official) uses the
+    backbone's ``logit_scale`` when the backbone is trained, and the head's parameter -- set
+    to the backbone's value and frozen by the caller -- with cached features.
+    """
+
+    def __init__(self, head: MacVR, backbone: nn.Module | None, loss: LossConfig, logit_scale: str = "head",
+                 padding: str = "zero", max_words: int = 32) -> None:
         super().__init__()
         self.head = head
-        self.clip = clip
+        self.backbone = backbone
         self.loss = loss
-        if clip is not None:
-            # CLIP's own temperature is not used (the head has its own): freeze it so DDP does
-            # not wait for a gradient that never comes.
-            clip.logit_scale.requires_grad_(False)
+        self.padding, self.max_words = padding, max_words
+        self.scale_from_backbone = logit_scale == "backbone" and backbone is not None
+        if backbone is not None and backbone.logit_scale is not None and not self.scale_from_backbone:
+            # The backbone's own temperature is not used: freeze it so DDP does not wait for a
+            # gradient that never comes.
+            backbone.logit_scale.requires_grad_(False)
+        if self.scale_from_backbone:
+            head.logit_scale.requires_grad_(False)
 
     @property
-    def uses_visual_tags(self) -> bool:
-        return self.head.config.use_visual_tags
-
-    @property
-    def uses_textual_tags(self) -> bool:
-        return self.head.config.use_textual_tags
+    def logit_scale(self) -> torch.Tensor:
+        """The log temperature the loss uses."""
+        return self.backbone.logit_scale if self.scale_from_backbone else self.head.logit_scale
 
     def embed(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | None]:
-        """CLIP features of a batch: cached ones as they are, or encoded by the CLIP being trained."""
-        if self.clip is None:
+        """Backbone features of a batch: cached ones as they are, or encoded by the backbone being trained."""
+        cfg = self.head.config
+        if self.backbone is None:
             return {"text": batch["text"], "frames": batch["frames"], "mask": batch["mask"],
-                    "tags_v": batch["tags_v"] if self.uses_visual_tags else None,
-                    "tags_t": batch["tags_t"] if self.uses_textual_tags else None}
-        from pipeline.backbone.encode import encode_frames
+                    "tags_v": batch["tags_v"] if cfg.use_visual_tags else None,
+                    "tags_t": batch["tags_t"] if cfg.use_textual_tags else None}
+        mask = batch["mask"].bool()
+        frames = padded_frame_features(self.backbone, batch["frames"], mask, self.padding)
 
-        frames, mask = batch["frames"], batch["mask"].bool()
-        real = encode_frames(self.clip, frames[mask])  # padded slots are never encoded
-        feats = real.new_zeros(*mask.shape, real.shape[-1])
-        feats[mask] = real
-        text = self.clip.encode_text(batch["text_tokens"]).float()
-        tags_v = self.clip.encode_text(batch["tags_v_tokens"]).float() if self.uses_visual_tags else None
-        tags_t = self.clip.encode_text(batch["tags_t_tokens"]).float() if self.uses_textual_tags else None
-        return {"text": text, "frames": feats, "mask": mask, "tags_v": tags_v, "tags_t": tags_t}
+        def text(key: str) -> torch.Tensor:
+            return self.backbone.encode_text(batch[f"{key}_ids"], batch[f"{key}_mask"])
+
+        return {"text": text("text"), "frames": frames, "mask": mask,
+                "tags_v": text("tags_v") if cfg.use_visual_tags else None,
+                "tags_t": text("tags_t") if cfg.use_textual_tags else None}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         f = self.embed(batch)
@@ -78,12 +86,11 @@ class Trainable(nn.Module):
                   for k, v in (("text", f["text"]), ("encoded", encoded), ("mask", f["mask"]),
                                ("tags_v", f["tags_v"]), ("tags_t", f["tags_t"]))}
         output = matched_output(self.head, gather["text"], gather["encoded"], gather["mask"],
-                                gather["tags_v"], gather["tags_t"])
+                                gather["tags_v"], gather["tags_t"], self.logit_scale)
         return training_loss(output, self.loss)
 
     @torch.no_grad()
     def clamp_logit_scale(self) -> None:
-        """Keep ln(lambda) <= ln(100) in the parameter itself, as the official code does after
-        every step (the forward clamps lambda too, but a parameter left above the clamp would get
-        no gradient and stay stuck there)."""
-        self.head.logit_scale.clamp_(max=math.log(MAX_LOGIT_SCALE))
+        """Keep ln(lambda) <= ln(100) in the parameter itself, after each optimiser step, as CLIP
+        does: a clamp inside the loss would zero the parameter's gradient once it reaches the cap."""
+        self.logit_scale.clamp_(max=math.log(MAX_LOGIT_SCALE))

@@ -1,4 +1,10 @@
-"""OpenAI's ViT-B/32 weights: find them locally (or download), verify, load like ``clip.load``."""
+"""Backbone kind ``clip``: OpenAI's CLIP weights (ViT-B/32 by default) through clip-anytorch.
+
+The weights file is found locally (``backbone.path``, else clip's cache), or downloaded by
+clip (needs the network); its SHA-256 is checked against the checksum clip-anytorch publishes
+for the model (or a given one), and the architecture that ``clip.model.build_model`` infers
+from the state dict is checked against the model's known shape.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,9 @@ from typing import Any, Optional
 
 import torch
 
-from pipeline.backbone.arch import VIT_B_32, ClipArch, clip_module
+from pipeline.backbone.arch import KNOWN_ARCHS, VIT_B_32, ClipArch, clip_module
+from pipeline.backbone.base import Backbone, BackboneError, BackboneFamily, BuildInputs, register_family
+from pipeline.backbone.clip_model import ClipModel
 from pipeline.backbone.io import file_sha256
 
 log = logging.getLogger(__name__)
@@ -18,19 +26,23 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "ViT-B/32"
 
 
-class BackboneError(RuntimeError):
-    """The requested CLIP weights are missing, corrupt or of the wrong architecture."""
+def _url(name: str) -> str:
+    models = clip_module().clip._MODELS
+    if name not in models:
+        raise BackboneError(f"backbone.model: {name!r} is not an OpenAI CLIP model clip-anytorch knows "
+                            f"({', '.join(models)}); use backbone.kind: open_clip for other models")
+    return models[name]
 
 
 def official_sha256(name: str = MODEL_NAME) -> str:
     """The checksum clip-anytorch embeds in its download URL for ``name``."""
-    url = clip_module().clip._MODELS[name]
+    url = _url(name)
     return url.rstrip("/").split("/")[-2]
 
 
 def default_cache_path(name: str = MODEL_NAME) -> Path:
     """Where ``clip.load(name)`` caches the archive: ``~/.cache/clip/<file>``."""
-    url = clip_module().clip._MODELS[name]
+    url = _url(name)
     return Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
 
 
@@ -49,7 +61,7 @@ def resolve_path(path: Optional[str], name: str = MODEL_NAME) -> Path:
     clip = clip_module()
     try:
         # _download verifies the official SHA256 itself and leaves the file in the cache.
-        return Path(clip.clip._download(clip.clip._MODELS[name], str(cached.parent)))
+        return Path(clip.clip._download(_url(name), str(cached.parent)))
     except Exception as err:
         raise BackboneError(
             f"{name} weights are not at {cached} and downloading them failed ({err}). "
@@ -83,7 +95,7 @@ def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def load_official(path: Optional[str], sha256: Optional[str], expected: ClipArch = VIT_B_32,
+def load_official(path: Optional[str], sha256: Optional[str], expected: ClipArch | None = VIT_B_32,
                   name: str = MODEL_NAME) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Load official CLIP weights as a float32 CPU model, verifying checksum and architecture.
 
@@ -107,8 +119,32 @@ def load_official(path: Optional[str], sha256: Optional[str], expected: ClipArch
         raise BackboneError(f"{file}: not a ViT CLIP state dict clip can build ({err!r})") from err
     model = model.float().eval()
     arch = ClipArch.of(model)
-    wrong = arch.mismatches(expected)
+    wrong = arch.mismatches(expected) if expected is not None else []
     if wrong:
         raise BackboneError(f"{file}: wrong architecture for {name}: " + "; ".join(wrong))
-    return model, {"kind": "vit-b-32", "name": name, "file": str(file), "file_sha256": got,
+    return model, {"kind": "clip", "name": name, "file": str(file), "file_sha256": got,
                    "verified_sha256": want is not None}
+
+
+@register_family
+class OpenAIClip(BackboneFamily):
+    """``kind: clip``: OpenAI CLIP weights (``backbone.model``, e.g. ViT-B/32) via clip-anytorch."""
+
+    kind = "clip"
+    description = "OpenAI CLIP through clip-anytorch (backbone.model: ViT-B/32, ViT-B/16, ViT-L/14, ...)"
+
+    def build(self, cfg: Any, inputs: BuildInputs, progress: bool = True
+              ) -> tuple[Backbone, dict[str, Any], dict[str, Any]]:
+        model, source = load_official(cfg.path, cfg.sha256, KNOWN_ARCHS.get(cfg.model), cfg.model)
+        return ClipModel(model, self.kind), source, {}
+
+    def rebuild(self, arch: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> Backbone:
+        return ClipModel.from_arch(arch, state_dict, self.kind)
+
+    def expected_image_size(self, cfg: Any) -> int | None:
+        known = KNOWN_ARCHS.get(cfg.model)
+        return None if known is None else known.image_resolution
+
+    def expected_context_length(self, cfg: Any) -> int | None:
+        known = KNOWN_ARCHS.get(cfg.model)
+        return None if known is None else known.context_length

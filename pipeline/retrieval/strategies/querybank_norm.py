@@ -1,13 +1,8 @@
-"""Inference strategies that re-score a similarity matrix before ranking: DSL and QB-Norm.
+"""``qb``: querybank normalisation with the dynamic inverted softmax (Bogolin et al., CVPR 2022).
 
-Both take a matrix in *query orientation* (rows = queries, columns = gallery items) and return a
-float64 matrix of the same shape that is ranked row by row like the input. For text-to-video pass
-``S`` (captions x videos); for video-to-text pass ``S.T`` (videos x captions) and, for QB-Norm,
-the v2t querybank (querybank videos x the same test captions).
-
-Inputs must be finite: both strategies exponentiate the scores, so ``inf`` would turn into NaN.
-Everything is computed in float64 whatever the input dtype, blockwise so the temporaries stay
-bounded for galleries of several thousand items.
+Computed in float64 whatever the input dtype, blockwise so the temporaries stay bounded. The
+querybank scores M querybank queries (from the training split, same modality as the test
+queries) against the same gallery items as the test matrix.
 """
 
 from __future__ import annotations
@@ -16,45 +11,16 @@ import numpy as np
 
 from pipeline.retrieval.metrics import check_scores
 
+import logging
+from dataclasses import dataclass
+
+from pipeline.retrieval.strategies.base import Direction, Rescored, Strategy, register_strategy
+from pipeline.retrieval.strategies.dual_softmax import _check_finite
+
+log = logging.getLogger(__name__)
+
 # Target size of one block of temporaries (entries); 4 M float64 = 32 MiB.
 _BLOCK_ENTRIES = 1 << 22
-
-
-def _check_finite(scores: np.ndarray, name: str) -> np.ndarray:
-    arr = check_scores(scores, name)
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        first = tuple(int(x) for x in np.argwhere(~np.isfinite(arr))[0])
-        raise ValueError(f"{name}: infinite score at (row, col) = {first}; strategies need finite scores")
-    return arr
-
-
-def dsl(sim: np.ndarray, temp: float = 0.01) -> np.ndarray:
-    """Dual softmax: ``S * softmax_dim0(S / temp)``.
-
-    The prior for query ``i`` and item ``j`` is the softmax of column ``j`` over all queries, so an
-    item that many queries like (a hub) gets a small prior for each of them. The official
-    DiCoSA/MAC-VR code also multiplies by the number of queries: a positive constant that changes
-    no ranking, left out here.
-
-    Numerics: the softmax is computed stably (column max subtracted) in float64. A prior that
-    underflows to exactly 0 (``S`` differences beyond ~7.4 at ``temp=0.01``; ~1.0 in the
-    reference's float32) makes the product 0 and can tie items; the metrics' tie policy then
-    decides (``evaluate_all`` warns when that touches a ground truth).
-    """
-    if not temp > 0:
-        raise ValueError(f"dsl temp must be > 0, got {temp}")
-    sim = _check_finite(sim, "sim")
-    n_rows, n_cols = sim.shape
-    out = np.empty((n_rows, n_cols), dtype=np.float64)
-    step = max(1, _BLOCK_ENTRIES // n_rows)
-    for start in range(0, n_cols, step):  # column blocks: the softmax runs down whole columns
-        block = np.asarray(sim[:, start:start + step], dtype=np.float64)
-        logits = block / temp
-        logits -= logits.max(axis=0, keepdims=True)
-        prior = np.exp(logits)
-        prior /= prior.sum(axis=0, keepdims=True)
-        out[:, start:start + step] = block * prior
-    return out
 
 
 def querybank_activation(querybank: np.ndarray, k: int = 1, theta: int = 1) -> np.ndarray:
@@ -124,6 +90,17 @@ def qb_norm(sim: np.ndarray, querybank: np.ndarray, beta: float = 20.0, k: int =
     Defaults are the official QB-Norm ones (beta 20, k 1, theta 1); DiCoSA / MAC-VR use beta 70,
     k 1, theta 3 (t2v) and 5 (v2t).
     """
+    return qb_norm_with_info(sim, querybank, beta, k, theta)[0]
+
+
+def qb_norm_with_info(sim: np.ndarray, querybank: np.ndarray, beta: float = 20.0, k: int = 1,
+                      theta: int = 1) -> tuple[np.ndarray, dict[str, int]]:
+    """:func:`qb_norm` and how much it did: ``active_items`` (gallery items in the activation
+    set) and ``normalised_queries`` (rows re-scored), of ``gallery_items`` / ``queries``.
+
+    When nothing is activated (a small or unrepresentative querybank), QB-Norm returns the raw
+    scores: the counts make that visible instead of a silent no-op.
+    """
     if not beta > 0:
         raise ValueError(f"qb beta must be > 0, got {beta}")
     sim = _check_finite(sim, "sim")
@@ -137,4 +114,58 @@ def qb_norm(sim: np.ndarray, querybank: np.ndarray, beta: float = 20.0, k: int =
     if rows.any():
         log_norm = _column_logsumexp(querybank, float(beta))
         out[rows] = beta * out[rows] - log_norm
-    return out
+    info = {"active_items": int(active.sum()), "gallery_items": int(active.size),
+            "normalised_queries": int(rows.sum()), "queries": int(rows.size),
+            "querybank_queries": int(querybank.shape[0])}
+    return out, info
+
+
+@dataclass(frozen=True)
+class QBDirection:
+    """Dynamic inverted softmax knobs for one direction."""
+
+    beta: float  # inverse temperature of the softmax
+    k: int  # an item is a querybank hit if it is in a querybank query's top-k ...
+    theta: int  # ... for at least theta querybank queries (then it is in the activation set)
+
+    def __post_init__(self) -> None:
+        if not self.beta > 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.theta < 1:
+            raise ValueError(f"theta must be >= 1, got {self.theta}")
+
+
+@dataclass(frozen=True)
+class QBParams:
+    """QB-Norm knobs per direction (official DiCoSA / MAC-VR: beta 70, k 1, theta 3 t2v / 5 v2t;
+    QB-Norm's own paper: beta 20, theta 1)."""
+
+    t2v: QBDirection
+    v2t: QBDirection
+
+
+@register_strategy
+class QueryBankNorm(Strategy):
+    name, label = "qb", "QB-Norm"
+    description = "querybank normalisation, dynamic inverted softmax (needs training-split querybanks)"
+    params_type = QBParams
+    needs_querybank = True
+
+    @classmethod
+    def reference(cls) -> QBParams:
+        return QBParams(t2v=QBDirection(beta=70.0, k=1, theta=3), v2t=QBDirection(beta=70.0, k=1, theta=5))
+
+    def apply(self, sim: np.ndarray, direction: Direction, params: QBParams,
+              querybank: np.ndarray | None = None) -> Rescored:
+        if querybank is None:
+            raise ValueError("QB-Norm needs a querybank (training queries scored against the same gallery)")
+        p = params.t2v if direction == "t2v" else params.v2t
+        scores, info = qb_norm_with_info(sim, querybank, p.beta, p.k, p.theta)
+        if info["normalised_queries"] == 0:
+            log.warning("QB-Norm %s: the querybank (%d queries) activated %d of %d gallery items and no test "
+                        "query was normalised, so 'qb' equals 'none' (a larger querybank or a lower theta "
+                        "would change that)", direction, info["querybank_queries"], info["active_items"],
+                        info["gallery_items"])
+        return Rescored(scores, info)

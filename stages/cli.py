@@ -1,5 +1,8 @@
 """The ``macvr`` command: every DVC stage and the user utilities behind one ``--help``.
 
+It lives with the stages (the entry points), not in the library: ``pipeline`` never imports
+``stages``.
+
 Subcommands are imported lazily (a stage may pull in torch or CLIP), so ``macvr --help`` is fast.
 Each stage subcommand is the same typer command DVC runs as ``python -m stages.<name>``.
 """
@@ -14,19 +17,22 @@ from typer.core import TyperGroup
 
 # name -> (module:attribute of a typer app or command function, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("stages.prepare:app", "Stage: build videos/captions tables (synthetic or a real dataset)."),
-    "frames": ("stages.frames:app", "Stage: sample frames with decord (CLIP frames + VLM JPEGs)."),
+    "prepare": ("stages.prepare:app", "Stage: build videos/captions tables (a registered dataset adapter)."),
+    "frames": ("stages.frames:app", "Stage: sample frames with decord (backbone frames + VLM JPEGs)."),
     "tag-text": ("stages.tag_text:app", "Stage: textual tags for each caption (LLM or offline tagger)."),
     "tag-video": ("stages.tag_video:app", "Stage: visual tags for each video (video LLM or offline tagger)."),
     "clean-tags": ("stages.clean_tags:app", "Stage: clean raw LLM responses into tags.parquet + statistics."),
-    "backbone": ("stages.backbone:app", "Stage: provide CLIP weights (official ViT-B/32 or a tiny CLIP trained here)."),
-    "features": ("stages.features:app", "Stage: cache frozen CLIP features (frames, captions, tag sentences)."),
-    "train": ("stages.train:app", "Stage: train DiCoSA or MAC-VR (cached features or end to end)."),
-    "evaluate": ("stages.evaluate:app", "Stage: retrieval metrics t2v/v2t with none, QB-Norm and DSL."),
+    "backbone": ("stages.backbone:app", "Stage: the backbone weights (tiny, OpenAI CLIP or open_clip)."),
+    "features": ("stages.features:app", "Stage: cache frozen backbone features (frames, captions, tag sentences)."),
+    "train": ("stages.train:app", "Stage: train one variant (cached features or end to end)."),
+    "evaluate": ("stages.evaluate:app", "Stage: retrieval metrics with intervals, t2v/v2t x every strategy."),
+    "compare": ("stages.compare:app", "Stage: every variant vs the baseline (paired), Tab. 2/4-like tables."),
     "report": ("stages.report:app", "Stage: tag histograms, concept t-SNE, qualitative ranks (PNG + HTML)."),
     "metrics": ("pipeline.retrieval.command:metrics", "Retrieval metrics for any similarity matrix (JSON on stdout)."),
+    "diff": ("pipeline.compare.command:diff", "Paired comparison of two evaluations (dirs or dvc experiments)."),
+    "seeds": ("pipeline.compare.command:seeds", "Mean ± sd of every metric over a set of dvc experiments."),
     "search": ("pipeline.search:search", "Rank the indexed test gallery for a free-text query."),
-    "check-params": ("pipeline.cli:check_params", "Validate every stage's section of a params file."),
+    "check-params": ("stages.cli:check_params", "Validate every section of a params file and their agreement."),
 }
 
 
@@ -87,18 +93,22 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 
 def check_params(params: str = typer.Argument("params.yaml", help="Params file to validate.")) -> None:
-    """Load every stage's section into its typed config; report the first error of each."""
-    from pipeline.config import ConfigError, load_section
+    """Load every section into its typed config (train once per variant) and check that the
+    sections agree (backbone vs frames/text, head vs backbone, batch vs data, ...)."""
+    from pipeline.config import ConfigError
+    from pipeline.params import SECTIONS, check_file
 
-    failures = 0
-    for name, (target, _) in COMMANDS.items():
-        module = importlib.import_module(target.split(":")[0])
-        for section, cls in getattr(module, "PARAMS", {}).items():
-            try:
-                load_section(cls, section, params)
-                typer.echo(f"ok    {name:12s} [{section}]")
-            except ConfigError as err:
-                failures += 1
-                typer.echo(f"ERROR {name:12s} {err}", err=True)
-    if failures:
+    try:
+        errors, problems = check_file(params)
+    except ConfigError as err:
+        typer.echo(f"ERROR {err}", err=True)
+        raise typer.Exit(1) from None
+    for section in [*SECTIONS, "variants"]:
+        if section not in errors and not any(k.startswith(f"{section}.") for k in errors):
+            typer.echo(f"ok    {section}")
+    for key, message in errors.items():
+        typer.echo(f"ERROR {key}: {message}", err=True)
+    for problem in problems:
+        typer.echo(f"ERROR {problem}", err=True)
+    if errors or problems:
         raise typer.Exit(1)

@@ -1,0 +1,166 @@
+"""``macvr diff`` (paired comparison of any two evaluations) and ``macvr seeds`` (mean ± sd over runs).
+
+An evaluation is named by a directory (``eval/macvr``) or by a git revision or ``dvc exp`` name
+plus a variant (``exp-1a2b3:macvr``, ``HEAD~1:dicosa``): its evaluation directory is then read
+from DVC's cache at that revision, so two experiments are compared on their own outputs without
+checking either out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from pipeline.compare.config import BootstrapSettings
+from pipeline.compare.paired import compare_results
+from pipeline.evaluation.results import EvalResult
+from pipeline.retrieval.uncertainty import METRICS
+
+EVAL_DIR = "eval"
+
+
+def _git(*args: str) -> str:
+    result = subprocess.run(["git", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ValueError(result.stderr.strip() or f"git {' '.join(args)} failed")
+    return result.stdout
+
+
+def resolve_rev(name: str) -> str:
+    """A commit for a git revision or a ``dvc exp`` name (``refs/exps/.../<name>``)."""
+    refs = _git("for-each-ref", "refs/exps", "--format=%(refname) %(objectname)").splitlines()
+    for line in refs:
+        ref, sha = line.split()
+        if ref.rsplit("/", 1)[-1] == name:
+            return sha
+    try:
+        return _git("rev-parse", "--verify", f"{name}^{{commit}}").strip()
+    except ValueError:
+        raise ValueError(f"{name!r} is neither an evaluation directory, a dvc experiment nor a git revision") from None
+
+
+def load_result(spec: str, workdir: Path) -> EvalResult:
+    """An :class:`EvalResult` from ``DIR`` or ``REV:VARIANT`` (read through DVC at that revision)."""
+    if Path(spec).is_dir():
+        return EvalResult.read(spec)
+    rev_name, sep, variant = spec.rpartition(":")
+    if not sep or not variant:
+        raise ValueError(f"{spec!r}: expected an evaluation directory or REV:VARIANT (e.g. exp-1a2b3:macvr)")
+    rev = resolve_rev(rev_name)
+    from dvc.api import DVCFileSystem
+
+    target = workdir / f"{rev[:12]}-{variant}"
+    try:
+        DVCFileSystem(".", rev=rev).get(f"{EVAL_DIR}/{variant}", str(target), recursive=True)
+    except Exception as err:  # DVC raises several types for missing revisions or outputs
+        raise ValueError(f"{spec}: cannot read {EVAL_DIR}/{variant} at {rev[:12]} ({err}); is it in the DVC cache?") from None
+    return EvalResult.read(target)
+
+
+def diff(
+    a: Annotated[str, typer.Argument(help="Evaluation A: a directory (eval/macvr) or REV:VARIANT "
+                                          "(a dvc exp name or git revision, e.g. exp-1a2b3:macvr).")],
+    b: Annotated[str, typer.Argument(help="Evaluation B, the reference (same forms).")],
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples of the test videos.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    level: Annotated[float, typer.Option(help="Interval coverage.")] = 0.95,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Paired bootstrap difference A - B of every metric, direction and strategy, with intervals and p-values.
+
+    Both must have ranked the same test queries against the same gallery. Example:
+    macvr diff eval/macvr eval/dicosa; macvr diff exp-a1b2c:macvr exp-d3e4f:macvr
+    """
+    try:
+        settings = BootstrapSettings(resamples=resamples, seed=seed, level=level)
+        with tempfile.TemporaryDirectory(prefix="macvr-diff-") as tmp:
+            ra, rb = load_result(a, Path(tmp)), load_result(b, Path(tmp))
+            out = compare_results(ra, rb, settings)
+    except (ValueError, OSError) as err:
+        typer.echo(f"diff: {err}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    typer.echo(f"{a} - {b}: paired bootstrap over {ra.n_videos} test videos, {resamples} resamples")
+    typer.echo(f"{'direction':9s} {'strategy':8s} {'metric':6s} {'diff':>8s} {'interval':>18s} {'p':>7s}")
+    for direction, by in out.items():
+        for strategy, metrics in by.items():
+            for metric, d in metrics.items():
+                flag = " *" if d["lo"] > 0 or d["hi"] < 0 else ""
+                typer.echo(f"{direction:9s} {strategy:8s} {metric:6s} {d['diff']:+8.2f} "
+                           f"[{d['lo']:+7.2f}, {d['hi']:+7.2f}] {d['p']:7.3f}{flag}")
+
+
+def _experiments() -> list[tuple[str, str]]:
+    """(name, commit) of every dvc experiment in this repository."""
+    out = []
+    for line in _git("for-each-ref", "refs/exps", "--format=%(refname) %(objectname)").splitlines():
+        ref, sha = line.split()
+        out.append((ref.rsplit("/", 1)[-1], sha))
+    return out
+
+
+def _metrics_at(rev: str) -> dict[str, Any]:
+    """Every ``metrics/*.json`` (git-tracked) at ``rev``: {file stem: content}."""
+    names = [n for n in _git("ls-tree", "--name-only", rev, "metrics/").splitlines() if n.endswith(".json")]
+    return {Path(n).stem: json.loads(_git("show", f"{rev}:{n}")) for n in names}
+
+
+def _leaves(tree: Any, prefix: str = "") -> dict[str, float]:
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out.update(_leaves(v, f"{prefix}{k}."))
+        return out
+    if isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        return {prefix[:-1]: float(tree)}
+    return {}
+
+
+def summarise(runs: dict[str, dict[str, Any]], files: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """``{file.key: {mean, sd, n, min, max}}`` over runs, for the metrics (not their interval bounds)."""
+    values: dict[str, list[float]] = {}
+    for metrics in runs.values():
+        for stem, content in metrics.items():
+            if files and stem not in files:
+                continue
+            for key, value in _leaves(content).items():
+                if key.rsplit(".", 1)[-1] in METRICS:
+                    values.setdefault(f"{stem}.{key}", []).append(value)
+    return {k: {"mean": statistics.fmean(v), "sd": statistics.stdev(v) if len(v) > 1 else math.nan, "n": len(v),
+                "min": min(v), "max": max(v)} for k, v in sorted(values.items())}
+
+
+def seeds(
+    runs: Annotated[Optional[list[str]], typer.Argument(
+        help="dvc experiment names or git revisions (default: every dvc experiment of this repository).")] = None,
+    files: Annotated[Optional[list[str]], typer.Option(
+        "--file", "-f", help="Metrics files to summarise by stem, e.g. macvr (repeatable; default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Mean ± sd (and n, min, max) of every metric over a set of runs, e.g. a seed sweep:
+
+    dvc exp run --queue -S train.seed=0,1,2 && dvc queue start && macvr seeds
+    """
+    try:
+        chosen = [(r, resolve_rev(r)) for r in runs] if runs else _experiments()
+        if not chosen:
+            raise ValueError("no dvc experiments found; name runs explicitly")
+        summary = summarise({name: _metrics_at(rev) for name, rev in chosen}, files)
+    except (ValueError, OSError) as err:
+        typer.echo(f"seeds: {err}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps({"runs": [n for n, _ in chosen], "metrics": summary}, indent=2))
+        return
+    typer.echo(f"{len(chosen)} runs: {', '.join(n for n, _ in chosen)}")
+    for key, s in summary.items():
+        typer.echo(f"{key:40s} {s['mean']:8.2f} ± {s['sd']:6.2f}  (n={s['n']}, {s['min']:.2f}..{s['max']:.2f})")

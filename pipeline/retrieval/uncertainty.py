@@ -1,0 +1,126 @@
+"""How sure a retrieval number is: cluster bootstrap intervals and paired comparisons.
+
+Test queries are not independent when a video has several captions (MSR-VTT: 20 per video in
+the full test set; the synthetic set: 5), so the bootstrap resamples *videos* with all their
+captions (a cluster bootstrap), for both directions: a resample is a multiset of test videos,
+and every metric is recomputed over the queries of the drawn videos, each counted as often as
+its video was drawn. The gallery is not resampled: ranks stay those of the full test gallery.
+
+Vectorised: a resample is a vector of per-video draw counts ``W[b]`` (multinomial), and R@k and
+the mean rank are ratios of ``W @ per-video sums``; the median uses one weighted sort. 1000
+resamples of a 1k x 1k test set take well under a second.
+
+Paired comparisons reuse the same draws for both variants, so the difference's interval reflects
+only how the variants disagree on the same queries. Its p-value is the two-sided bootstrap test
+of a zero difference (the centred bootstrap: how often a resampled difference lies at least as
+far from the observed one as the observed one is from 0).
+
+Ranks under the ``official`` tie policy enter as the pooled tied positions (see
+:func:`pipeline.retrieval.metrics.official_rank_list`), each tied to its query's video.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.retrieval.metrics import RECALL_KS
+
+METRICS = tuple(f"R{k}" for k in RECALL_KS) + ("MdR", "MnR")
+LOWER_IS_BETTER = frozenset({"MdR", "MnR"})
+
+
+@dataclass(frozen=True)
+class Entries:
+    """Ranks to summarise, each with the cluster (test video) it belongs to."""
+
+    ranks: np.ndarray     # float64 [E]
+    clusters: np.ndarray  # int64 [E], in [0, n_clusters)
+    n_clusters: int
+
+    @classmethod
+    def of(cls, ranks: np.ndarray, clusters: np.ndarray, n_clusters: int,
+           tied: np.ndarray | None = None) -> "Entries":
+        """Per-query ranks (and, for the official tie policy, per-query tie counts)."""
+        ranks = np.asarray(ranks, dtype=np.float64)
+        clusters = np.asarray(clusters, dtype=np.int64)
+        if ranks.shape != clusters.shape:
+            raise ValueError(f"ranks {ranks.shape} and clusters {clusters.shape} differ in shape")
+        if tied is not None:
+            counts = np.asarray(tied, dtype=np.int64) + 1
+            starts = np.repeat(ranks, counts)
+            offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+            ranks, clusters = starts + offsets, np.repeat(clusters, counts)
+        return cls(ranks, clusters, int(n_clusters))
+
+
+def draws(n_clusters: int, resamples: int, seed: int) -> np.ndarray:
+    """Bootstrap draw counts ``[resamples, n_clusters]`` (each row sums to ``n_clusters``)."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=resamples).astype(np.float64)
+
+
+def point_metrics(entries: Entries) -> dict[str, float]:
+    """The metrics themselves (weights all 1)."""
+    return {k: float(v[0]) for k, v in weighted_metrics(entries, np.ones((1, entries.n_clusters))).items()}
+
+
+def weighted_metrics(entries: Entries, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric under each row of cluster ``weights`` ``[B, n_clusters]`` -> ``{metric: [B]}``."""
+    w = weights[:, entries.clusters]  # [B, E] weight of each entry
+    total = w.sum(axis=1)
+    if np.any(total <= 0):
+        raise ValueError("a resample has no query (empty cluster draw)")
+    out = {f"R{k}": 100.0 * (w @ (entries.ranks <= k).astype(np.float64)) / total for k in RECALL_KS}
+    out["MnR"] = (w @ entries.ranks) / total
+    out["MdR"] = _weighted_median(entries.ranks, w, total)
+    return out
+
+
+def _weighted_median(values: np.ndarray, w: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """The median of ``values`` repeated ``w[b]`` times (integer weights), per row b: the mean of
+    the two middle elements for an even count, as ``np.median`` of the expanded list."""
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    cum = np.cumsum(w[:, order], axis=1)  # [B, E]
+    lower = np.floor((total - 1) / 2)  # 0-based positions of the middle element(s)
+    upper = np.floor(total / 2)
+    lo = np.argmax(cum > lower[:, None], axis=1)
+    hi = np.argmax(cum > upper[:, None], axis=1)
+    return (sorted_values[lo] + sorted_values[hi]) / 2
+
+
+def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap ``samples``."""
+    alpha = (1.0 - level) / 2
+    lo, hi = np.quantile(samples, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def bootstrap_metrics(entries: Entries, weights: np.ndarray, level: float = 0.95) -> dict[str, float]:
+    """``{metric, metric_lo, metric_hi}`` for every metric: the value and its percentile interval."""
+    point = point_metrics(entries)
+    boot = weighted_metrics(entries, weights)
+    out: dict[str, float] = {}
+    for name in METRICS:
+        lo, hi = interval(boot[name], level)
+        out[name], out[f"{name}_lo"], out[f"{name}_hi"] = point[name], lo, hi
+    return out
+
+
+def paired_difference(a: Entries, b: Entries, weights: np.ndarray, level: float = 0.95) -> dict[str, dict]:
+    """``{metric: {diff, lo, hi, p}}`` of metric(a) - metric(b) on the same queries and draws."""
+    if a.n_clusters != b.n_clusters:
+        raise ValueError(f"paired comparison over different test sets ({a.n_clusters} vs {b.n_clusters} videos)")
+    pa, pb = point_metrics(a), point_metrics(b)
+    ba, bb = weighted_metrics(a, weights), weighted_metrics(b, weights)
+    out = {}
+    for name in METRICS:
+        diff = pa[name] - pb[name]
+        samples = ba[name] - bb[name]
+        lo, hi = interval(samples, level)
+        extreme = np.count_nonzero(np.abs(samples - diff) >= abs(diff) - 1e-12)
+        p = 1.0 if diff == 0 else float((1 + extreme) / (1 + len(samples)))
+        out[name] = {"diff": float(diff), "lo": lo, "hi": hi, "p": min(1.0, p)}
+    return out
