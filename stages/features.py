@@ -14,6 +14,7 @@ import typer
 from pipeline.config import load_section
 from pipeline.features.config import FeaturesConfig
 from pipeline.features.extract import extract_features
+from pipeline.sharding import current_shard, finish
 from pipeline.text import TextConfig
 from stages.common import run, stage_config
 
@@ -32,10 +33,20 @@ def main(
     tags: Path = typer.Option(..., help="tags.parquet (cleaned visual and textual tags)"),
     out: Path = typer.Option(..., help="features dir, replaced whole"),
 ) -> None:
-    """Encode every decoded video's frames, every caption and every tag sentence once."""
+    """Encode every decoded video's frames, every caption and every tag sentence once.
+
+    Sharded over several workers with the same arguments: ``torchrun --nproc_per_node=G -m stages.features ...``.
+    """
     config = stage_config(FeaturesConfig, "features", params, checks=PARAMS)
     text = load_section(TextConfig, "text", params)
-    meta = run("features", extract_features, config, text, backbone, frames, videos, captions, tags, out)
+    shard = run("features", current_shard)
+    try:
+        meta = run("features", extract_features, config, text, backbone, frames, videos, captions, tags, out,
+                   shard=shard)
+    finally:
+        finish(shard)
+    if meta is None:  # not rank 0
+        return
     counts = meta["counts"]
     typer.echo(f"{out}: {counts['videos']} videos, {counts['captions']} captions, "
                f"{counts['distinct_texts']} distinct texts, D={meta['dim']}")

@@ -1,6 +1,9 @@
 """Stage ``frames``: sample CLIP and VLM frames of every video into ``--out``.
 
     python -m stages.frames --params params.yaml --videos data/prepared/videos.parquet --out data/frames
+
+Sharded over several workers (processes, GPUs' hosts, nodes) with the same arguments:
+``torchrun --nproc_per_node=4 -m stages.frames ...`` (see :mod:`pipeline.sharding`).
 """
 
 from __future__ import annotations
@@ -11,18 +14,19 @@ import typer
 
 from pipeline.frames import FramesConfig, extract_frames
 from pipeline.io import read_parquet, write_json
+from pipeline.sharding import Shard, current_shard, finish
 from stages.common import run, stage_config
 
 PARAMS = {"frames": FramesConfig}  # the params.yaml sections this stage reads
 app = typer.Typer(add_completion=False)
 
 
-def _extract(config: FramesConfig, videos: Path, out: Path, metrics: Path | None) -> dict:
+def _extract(config: FramesConfig, videos: Path, out: Path, metrics: Path | None, shard: Shard) -> dict | None:
     if not videos.is_file():
         raise FileNotFoundError(f"{videos}: videos table not found (did the prepare stage run?)")
     # Relative video paths are relative to the repository root, where DVC runs stages.
-    summary = extract_frames(config, read_parquet(videos), out, root=Path.cwd())
-    if metrics is not None:
+    summary = extract_frames(config, read_parquet(videos), out, root=Path.cwd(), shard=shard)
+    if metrics is not None and summary is not None:
         write_json(summary, metrics)
     return summary
 
@@ -36,9 +40,14 @@ def main(
 ) -> None:
     """Decode sampled frames: CLIP crops (.npy) and VLM JPEGs (Parquet)."""
     config = stage_config(FramesConfig, "frames", params, checks=PARAMS)
-    summary = run("frames", _extract, config, videos, out, metrics)
-    typer.echo(f"frames: {summary['ok']} ok, {summary['skipped']} skipped, "
-               f"{summary['padded']} padded -> {out}")
+    shard = run("frames", current_shard)
+    try:
+        summary = run("frames", _extract, config, videos, out, metrics, shard)
+    finally:
+        finish(shard)
+    if summary is not None:  # rank 0 (or the only process)
+        typer.echo(f"frames: {summary['ok']} ok, {summary['skipped']} skipped, "
+                   f"{summary['padded']} padded -> {out}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Backbone: weights file round trip, official-weights verification, encoders, tiny pretraining."""
+"""Backbone: the interface (clip-anytorch and open_clip behind it), weights files, official-weights
+verification, encoders, padded frame slots, tiny pretraining."""
 
 from __future__ import annotations
 
@@ -11,17 +12,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline.backbone import FAMILIES, BuildInputs, padded_frame_features
 from pipeline.backbone.arch import VIT_B_32, ClipArch, clip_module
+from pipeline.backbone.base import CLIP_MEAN, CLIP_STD, BackboneError, resize_centre_crop
+from pipeline.backbone.clip_family import default_cache_path, expected_sha256, load_official, resolve_path
+from pipeline.backbone.clip_model import ClipModel, clip_tokenize
 from pipeline.backbone.config import BackboneConfig, TinyClipConfig
 from pipeline.backbone.data import load_video_text_set
-from pipeline.backbone.encode import (CLIP_MEAN, CLIP_STD, encode_frames, encode_texts,
-                                      preprocess_frames, tokenize)
-from pipeline.backbone.io import file_sha256, load_clip, read_weights, save_weights
-from pipeline.backbone.official import (BackboneError, default_cache_path, expected_sha256,
-                                        load_official, resolve_path)
-from pipeline.backbone.tiny import (contrastive_loss, pretrain_tiny, retrieval_r1, tiny_arch,
-                                    video_embeddings)
+from pipeline.backbone.encode import encode_text_array, encode_video_array
+from pipeline.backbone.io import file_sha256, load_backbone, read_weights, save_weights
+from pipeline.backbone.tiny import contrastive_loss, pretrain_tiny, retrieval_r1, tiny_arch, video_embeddings
 from pipeline.config import ConfigError, from_mapping
+from pipeline.registry import RegistryError
 
 # Smallest widths clip-anytorch allows: vision heads are width // 64.
 ARCH = ClipArch(embed_dim=16, image_resolution=32, vision_layers=1, vision_width=64,
@@ -33,19 +35,19 @@ OFFICIAL_LIKE = ClipArch(embed_dim=16, image_resolution=32, vision_layers=1, vis
                          transformer_width=64, transformer_heads=1, transformer_layers=1)
 COLOURS = {"red": (230, 20, 20), "green": (20, 200, 40), "blue": (30, 40, 230),
            "yellow": (240, 230, 30), "purple": (140, 30, 160), "white": (250, 250, 250)}
+IMAGE, CONTEXT = 32, 16  # the tiny test CLIP's input size and text context
 
 
 def tiny_cfg(**overrides) -> TinyClipConfig:
-    base = dict(embed_dim=16, image_resolution=32, vision_patch_size=16, vision_width=64,
-                vision_layers=1, text_width=32, text_heads=1, text_layers=1, context_length=16,
-                epochs=2, batch_size=4, lr=1e-3, weight_decay=0.1, warmup_frac=0.1,
-                frames_per_sample=2, captions_per_sample=1, seed=0)
+    base = dict(embed_dim=16, vision_patch_size=16, vision_width=64, vision_layers=1, text_width=32,
+                text_heads=1, text_layers=1, epochs=2, batch_size=4, lr=1e-3, weight_decay=0.1,
+                warmup_frac=0.1, frames_per_sample=2, captions_per_sample=1, seed=0)
     return TinyClipConfig(**{**base, **overrides})
 
 
-def build(arch: ClipArch, seed: int = 0) -> torch.nn.Module:
+def build(arch: ClipArch, seed: int = 0, kind: str = "tiny") -> ClipModel:
     torch.manual_seed(seed)
-    return arch.build().eval()
+    return ClipModel(arch.build().eval(), kind).eval()
 
 
 def write_frames_dir(root: Path, n_frames: int = 4, size: int = 32) -> Path:
@@ -78,21 +80,28 @@ def write_frames_dir(root: Path, n_frames: int = 4, size: int = 32) -> Path:
     return out
 
 
+def normalise(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> CLIP-normalised [B, 3, H, W], written out independently."""
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    return (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+
+
 # --- weights file ---------------------------------------------------------------------------
 
 def test_weights_round_trip_is_exact_and_safe_to_load(tmp_path):
-    model = build(ARCH)
+    backbone = build(ARCH)
     path = tmp_path / "backbone.pt"
-    save_weights(model, path, {"kind": "tiny", "note": None})
+    save_weights(backbone, path, {"kind": "tiny", "note": None})
     raw = torch.load(path, map_location="cpu", weights_only=True)  # no pickled code needed
-    assert raw["format"] == "macvr-clip" and raw["arch"] == ARCH.to_dict()
-    arch, state, source = read_weights(path)
-    assert arch == ARCH and source == {"kind": "tiny", "note": None}
-    loaded = load_clip(path, "cpu")
-    assert not loaded.training
-    assert ClipArch.of(loaded) == ARCH
-    want = model.state_dict()
-    got = loaded.state_dict()
+    assert raw["format"] == "macvr-backbone" and raw["version"] == 2
+    assert raw["kind"] == "tiny" and raw["arch"] == ARCH.to_dict()
+    data = read_weights(path)
+    assert data["kind"] == "tiny" and data["arch"] == ARCH.to_dict() and data["source"] == {"kind": "tiny", "note": None}
+    loaded = load_backbone(path, "cpu")
+    assert isinstance(loaded, ClipModel) and loaded.kind == "tiny" and not loaded.training
+    assert ClipArch.of(loaded.model) == ARCH
+    want = backbone.model.state_dict()
+    got = loaded.model.state_dict()
     assert set(got) == set(want)
     for key in want:
         assert got[key].dtype == torch.float32
@@ -102,17 +111,39 @@ def test_weights_round_trip_is_exact_and_safe_to_load(tmp_path):
     assert file_sha256(tmp_path / "again.pt") == file_sha256(path)
 
 
+@pytest.mark.parametrize("source_kind, kind", [("tiny", "tiny"), ("official", "clip")])
+def test_version_1_weights_files_still_load(tmp_path, source_kind, kind):
+    backbone = build(ARCH, seed=2)
+    path = tmp_path / "v1.pt"
+    torch.save({"format": "macvr-clip", "version": 1, "arch": ARCH.to_dict(),
+                "source": {"kind": source_kind}, "state_dict": backbone.weights()}, path)
+    assert read_weights(path)["kind"] == kind
+    loaded = load_backbone(path)
+    assert loaded.kind == kind
+    for key, value in backbone.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value), key
+
+
 def test_read_weights_rejects_missing_and_foreign_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the backbone stage"):
         read_weights(tmp_path / "nope.pt")
     plain = tmp_path / "plain.pt"
-    torch.save(build(ARCH).state_dict(), plain)
+    torch.save(build(ARCH).model.state_dict(), plain)
     with pytest.raises(ValueError, match="not a macvr backbone weights file"):
-        load_clip(plain)
+        load_backbone(plain)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match="not a readable backbone weights file"):
         read_weights(junk)
+    future = tmp_path / "future.pt"
+    torch.save({"format": "macvr-backbone", "version": 3}, future)
+    with pytest.raises(ValueError, match="version 3"):
+        read_weights(future)
+    alien = tmp_path / "alien.pt"
+    torch.save({"format": "macvr-backbone", "version": 2, "kind": "alien", "arch": {}, "state_dict": {},
+                "source": {}}, alien)
+    with pytest.raises(ValueError, match="unknown backbone kind 'alien'; registered: tiny, clip, open_clip"):
+        load_backbone(alien)
 
 
 def test_file_sha256_matches_hashlib(tmp_path):
@@ -128,7 +159,7 @@ def official_file(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
 
     Weights are rounded to fp16 first: build_model loads into fp16 layers like clip.load.
     """
-    model = build(OFFICIAL_LIKE)
+    model = build(OFFICIAL_LIKE).model
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(p.half().float())
@@ -140,15 +171,16 @@ def official_file(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
 def test_load_official_verifies_checksum_and_matches_weights(tmp_path):
     path, model = official_file(tmp_path)
     loaded, source = load_official(str(path), file_sha256(path), expected=OFFICIAL_LIKE)
-    assert source["file_sha256"] == file_sha256(path) and source["verified_sha256"]
+    assert source["file_sha256"] == file_sha256(path) and source["verified_sha256"] and source["kind"] == "clip"
     assert ClipArch.of(loaded) == OFFICIAL_LIKE
     want = model.state_dict()
     for key, value in loaded.state_dict().items():
         assert value.dtype == torch.float32 and torch.equal(value, want[key]), key
-    # and saved in our format, it loads back to the same weights
-    save_weights(loaded, tmp_path / "backbone.pt", source)
-    again = load_clip(tmp_path / "backbone.pt")
-    assert all(torch.equal(v, want[k]) for k, v in again.state_dict().items())
+    # and saved in our format, it loads back to the same weights, as a clip-kind backbone
+    save_weights(ClipModel(loaded, "clip"), tmp_path / "backbone.pt", source)
+    again = load_backbone(tmp_path / "backbone.pt")
+    assert again.kind == "clip"
+    assert all(torch.equal(v, want[k]) for k, v in again.model.state_dict().items())
 
 
 def test_load_official_checksum_mismatch(tmp_path):
@@ -164,6 +196,8 @@ def test_official_checksum_is_clips_published_one():
         "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af")
     assert expected_sha256(None) is None
     assert expected_sha256("ab" * 32) == "ab" * 32
+    with pytest.raises(BackboneError, match="not an OpenAI CLIP model.*open_clip"):
+        expected_sha256("official", "ViT-B-32-quickgelu")
 
 
 def test_load_official_wrong_architecture(tmp_path):
@@ -211,60 +245,194 @@ def test_config_validation_messages():
         tiny_cfg(text_heads=3)
     with pytest.raises(ValueError, match="batch_size must be >= 2"):
         tiny_cfg(batch_size=1)
-    with pytest.raises(ValueError, match="multiple of tiny.vision_patch_size"):
-        tiny_cfg(vision_patch_size=5)
+    # the input size and text context come from frames.image_size and text.max_words
+    with pytest.raises(ValueError, match=r"frames.image_size \(40\) must be a multiple of backbone.tiny.vision_patch_size"):
+        tiny_arch(tiny_cfg(vision_patch_size=16), 40, CONTEXT)
+    with pytest.raises(ValueError, match="text.max_words must be >= 3"):
+        tiny_arch(tiny_cfg(), IMAGE, 2)
+    assert tiny_arch(tiny_cfg(), 48, 20).image_resolution == 48 and tiny_arch(tiny_cfg(), 48, 20).context_length == 20
     with pytest.raises(ValueError, match="sha256 must be"):
-        BackboneConfig(kind="tiny", path=None, sha256="ABC", tiny=tiny_cfg())
-    mapping = {"kind": "tiny", "path": None, "sha256": "official",
+        BackboneConfig(kind="tiny", model="ViT-B/32", path=None, sha256="ABC", tiny=tiny_cfg())
+    with pytest.raises(RegistryError, match="unknown backbone kind 'vit'; registered: tiny, clip, open_clip"):
+        BackboneConfig(kind="vit", model="ViT-B/32", path=None, sha256=None, tiny=tiny_cfg())
+    mapping = {"kind": "tiny", "model": "ViT-B/32", "path": None, "sha256": "official",
                "tiny": {**tiny_cfg().__dict__, "dropout": 0.1}}
     with pytest.raises(ConfigError, match="unknown key 'dropout'"):
         from_mapping(BackboneConfig, mapping, "params.yaml: backbone")
+    old = {**mapping, "tiny": {**tiny_cfg().__dict__, "image_resolution": 64}}  # moved to frames.image_size
+    with pytest.raises(ConfigError, match="unknown key 'image_resolution'"):
+        from_mapping(BackboneConfig, old, "params.yaml: backbone")
 
 
-# --- encoders -------------------------------------------------------------------------------
+# --- the interface on clip-anytorch ---------------------------------------------------------
 
 def test_tokenize_matches_clip_and_flags_truncation():
     clip = clip_module()
+    backbone = build(ARCH)
     texts = ["a red circle", "word " * 40, ""]
-    tokens, truncated = tokenize(texts, 16)
-    assert torch.equal(tokens, clip.tokenize(texts, context_length=16, truncate=True))
-    assert truncated.tolist() == [False, True, False]
-    assert tokens[1, -1] == tokens.max()  # the EOT token closes a truncated text
+    batch = backbone.tokenize(texts, 12)
+    assert torch.equal(batch.ids, clip.tokenize(texts, context_length=12, truncate=True))
+    assert torch.equal(clip_tokenize(texts, 12).ids, batch.ids)
+    assert batch.truncated.tolist() == [False, True, False]
+    assert batch.ids[1, -1] == batch.ids.max()  # the end token closes a truncated text
+    assert torch.equal(batch.mask, batch.ids != 0) and batch.mask[0].sum() == 5  # start, 3 words, end
+    with pytest.raises(ValueError, match="max_words 17 exceeds the text context of this CLIP \\(16 tokens\\)"):
+        backbone.tokenize(texts, 17)
+    with pytest.raises(ValueError, match="at least 3 tokens"):
+        clip_tokenize(texts, 2)
+    # the picklable tokenizer for data-loader workers is the same function
+    import pickle
+
+    tokenizer = pickle.loads(pickle.dumps(backbone.text_tokenizer()))
+    assert torch.equal(tokenizer(texts, 12).ids, batch.ids)
 
 
-def test_preprocess_frames_normalises_like_clip():
+def test_preprocess_normalises_like_clip():
+    backbone = build(ARCH)
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
-    got = preprocess_frames(frames, 8).double()
-    want = np.empty((2, 3, 8, 8))
+    frames = rng.integers(0, 256, (2, IMAGE, IMAGE, 3), dtype=np.uint8)
+    got = backbone.preprocess(frames).double()
+    want = np.empty((2, 3, IMAGE, IMAGE))
     for b in range(2):
         for c in range(3):
             want[b, c] = (frames[b, :, :, c] / 255.0 - CLIP_MEAN[c]) / CLIP_STD[c]
     np.testing.assert_allclose(got.numpy(), want, atol=1e-6)
+    with pytest.raises(ValueError, match="uint8"):
+        backbone.preprocess(frames.astype(np.float32))
 
 
-def test_preprocess_frames_resizes_and_centre_crops():
+def test_resize_centre_crop_keeps_the_centre():
     frames = np.zeros((1, 20, 40, 3), np.uint8)
     frames[:, :, 10:30] = 255  # a white centre band, exactly what a centre crop keeps
-    out = preprocess_frames(frames, 10)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    out = resize_centre_crop(x, 10)
     assert out.shape == (1, 3, 10, 10)
-    white = torch.tensor([(1 - m) / s for m, s in zip(CLIP_MEAN, CLIP_STD)]).view(3, 1, 1)
-    torch.testing.assert_close(out[0, :, 2:8, 2:8], white.expand(3, 6, 6), atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match="uint8"):
-        preprocess_frames(frames.astype(np.float32), 10)
+    torch.testing.assert_close(out[0, :, 2:8, 2:8], torch.ones(3, 6, 6), atol=1e-5, rtol=0)
+    square = torch.rand(1, 3, 10, 10)
+    assert resize_centre_crop(square, 10) is square  # the right size is a no-op
 
 
 def test_encoders_equal_direct_clip_calls():
-    model = build(ARCH)
+    backbone = build(ARCH)
+    model = backbone.model
     clip = clip_module()
-    texts = ["a red screen", "a blue screen"]
+    texts = ["a red screen", "a blue screen", "word " * 30]
     with torch.no_grad():
-        want = model.encode_text(clip.tokenize(texts, context_length=16, truncate=True))
-        torch.testing.assert_close(encode_texts(model, texts), want)
-        frames = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
-        x = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
-             - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-        torch.testing.assert_close(encode_frames(model, frames), model.encode_image(x))
+        want = model.encode_text(clip.tokenize(texts, context_length=CONTEXT, truncate=True))
+        torch.testing.assert_close(backbone.encode_texts(texts, CONTEXT), want)
+        # a shorter max_words is clip.tokenize at that length (the end token moves)
+        want10 = model.encode_text(clip.tokenize(texts, context_length=10, truncate=True))
+        torch.testing.assert_close(backbone.encode_texts(texts, 10), want10)
+        frames = np.random.default_rng(1).integers(0, 256, (3, IMAGE, IMAGE, 3), dtype=np.uint8)
+        torch.testing.assert_close(backbone.encode_frames(frames), model.encode_image(normalise(frames)))
+        arr, truncated = encode_text_array(backbone, texts, CONTEXT, batch_size=2)
+    assert arr.dtype == np.float16 and truncated.tolist() == [False, False, True]
+    np.testing.assert_allclose(arr, want.numpy(), atol=2e-3, rtol=2e-3)
+
+
+def test_blank_frame_embedding_is_a_zero_normalised_image():
+    backbone = build(ARCH, seed=5)
+    with torch.no_grad():
+        blank = backbone.blank_frame_embedding()
+        direct = backbone.model.encode_image(torch.zeros(1, 3, IMAGE, IMAGE))[0]
+        black = backbone.encode_frames(np.zeros((1, IMAGE, IMAGE, 3), np.uint8))[0]
+    torch.testing.assert_close(blank, direct)
+    assert not torch.allclose(blank, black)  # zero *after* normalisation, not black pixels
+
+
+@pytest.mark.parametrize("padding", ["zero", "blank"])
+def test_padded_frame_features_fill_padded_slots(padding):
+    backbone = build(ARCH, seed=1)
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (3, 4, IMAGE, IMAGE, 3), dtype=np.uint8)
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], dtype=bool)
+    with torch.no_grad():
+        out = padded_frame_features(backbone, frames, mask, padding)
+        real = backbone.encode_frames(frames[mask])
+        fill = torch.zeros(ARCH.embed_dim) if padding == "zero" else backbone.blank_frame_embedding()
+    assert out.shape == (3, 4, ARCH.embed_dim)
+    torch.testing.assert_close(out[torch.from_numpy(mask)], real)
+    for v, n in zip(*np.nonzero(~mask)):
+        torch.testing.assert_close(out[v, n], fill)
+    # the batched encoder: fp16 arrays of chosen rows, same values, masks carried along
+    with torch.no_grad():
+        feats, masks = encode_video_array(backbone, frames, mask, np.array([2, 0]), padding, batch_size=5)
+    np.testing.assert_array_equal(masks, mask[[2, 0]])
+    np.testing.assert_allclose(feats, out[[2, 0]].numpy(), atol=2e-3, rtol=2e-3)
+    with pytest.raises(ValueError, match="padding must be zero or blank"):
+        padded_frame_features(backbone, frames, mask, "noise")
+    with pytest.raises(ValueError, match="frame mask"):
+        padded_frame_features(backbone, frames, mask[:, :3], padding)
+
+
+# --- open_clip behind the same interface ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def vit_b_32_pair():
+    """clip-anytorch ViT-B/32 and open_clip ViT-B-32-quickgelu holding the same random weights."""
+    from pipeline.backbone.open_clip_family import OpenClipModel, create
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = VIT_B_32.build().eval()
+    other = create("ViT-B-32-quickgelu").eval()
+    other.load_state_dict(model.state_dict(), strict=True)
+    return ClipModel(model, "clip"), OpenClipModel(other, "ViT-B-32-quickgelu")
+
+
+def test_open_clip_and_clip_anytorch_give_the_same_features(vit_b_32_pair):
+    clip_b, open_b = vit_b_32_pair
+    assert (open_b.kind, open_b.embed_dim, open_b.image_size, open_b.context_length) == ("open_clip", 512, 224, 77)
+    assert open_b.mean == clip_b.mean and open_b.std == clip_b.std
+    frames = np.random.default_rng(0).integers(0, 256, (2, 120, 160, 3), dtype=np.uint8)  # resized + cropped
+    texts = ["a red circle moves to the left", "word " * 40, "x"]
+    with torch.no_grad():
+        torch.testing.assert_close(open_b.encode_frames(frames), clip_b.encode_frames(frames), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(open_b.blank_frame_embedding(), clip_b.blank_frame_embedding(),
+                                   atol=1e-5, rtol=1e-5)
+        # open_clip pads every text to its context (77) but reads the same end-token embedding
+        open_tok, clip_tok = open_b.tokenize(texts, 32), clip_b.tokenize(texts, 32)
+        assert open_tok.ids.shape == (3, 77) and clip_tok.ids.shape == (3, 32)
+        assert torch.equal(open_tok.ids[:, :32], clip_tok.ids) and not open_tok.ids[:, 32:].any()
+        assert open_tok.truncated.tolist() == clip_tok.truncated.tolist() == [False, True, False]
+        torch.testing.assert_close(open_b.encode_text(open_tok.ids, open_tok.mask),
+                                   clip_b.encode_text(clip_tok.ids, clip_tok.mask), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="exceeds the text context"):
+        open_b.tokenize(texts, 78)
+    # the official temporal init reads the same text blocks from either library
+    for mine, theirs in zip(open_b.text_block_states(2), clip_b.text_block_states(2)):
+        assert set(mine) == set(theirs) and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert (open_b.text_width, open_b.text_heads) == (clip_b.text_width, clip_b.text_heads) == (512, 8)
+
+
+def test_open_clip_family_builds_from_a_local_file(vit_b_32_pair, tmp_path):
+    clip_b, _ = vit_b_32_pair
+    family = FAMILIES.get("open_clip")
+    inputs = BuildInputs(frames_dir=None, captions=None, max_words=32)
+
+    def cfg(path, sha256):
+        return BackboneConfig(kind="open_clip", model="ViT-B-32-quickgelu", path=path, sha256=sha256,
+                              tiny=tiny_cfg())
+
+    with pytest.raises(BackboneError, match="backbone.path must name a local weights file"):
+        family.build(cfg(None, None), inputs)
+    path = tmp_path / "openai.pt"
+    torch.save(clip_b.model.state_dict(), path)  # OpenAI's layout: open_clip reads it as is
+    with pytest.raises(BackboneError, match="no published checksum"):
+        family.build(cfg(str(path), "official"), inputs)
+    with pytest.raises(BackboneError, match="SHA256 mismatch"):
+        family.build(cfg(str(path), "0" * 64), inputs)
+    backbone, source, _ = family.build(cfg(str(path), file_sha256(path)), inputs, progress=False)
+    assert source["verified_sha256"] and source["name"] == "ViT-B-32-quickgelu"
+    assert backbone.arch() == {"model": "ViT-B-32-quickgelu"}
+    assert family.expected_image_size(cfg(None, None)) == 224 and family.expected_context_length(cfg(None, None)) == 77
+    frames = np.random.default_rng(1).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone.encode_frames(frames), clip_b.encode_frames(frames), atol=1e-5, rtol=1e-5)
+    with pytest.raises(BackboneError, match="is not an open_clip model"):
+        from pipeline.backbone.open_clip_family import create
+
+        create("ViT-B/32")
 
 
 # --- tiny pretraining -----------------------------------------------------------------------
@@ -281,14 +449,14 @@ def test_load_video_text_set_keeps_decoded_split_videos(tmp_path):
         load_video_text_set(frames_dir, tmp_path / "captions.parquet", "val")
 
 
-def _full_loss(model, data) -> float:
+def _full_loss(backbone, data) -> float:
     """Contrastive loss of all videos (mean of all real frames) vs their first caption."""
     with torch.no_grad():
         sel = data.mask
-        video = video_embeddings(model, data.frames[sel], np.nonzero(sel)[0], len(data.video_ids))
+        video = video_embeddings(backbone, data.frames[sel], np.nonzero(sel)[0], len(data.video_ids))
         first = [np.flatnonzero(data.caption_video == v)[0] for v in range(len(data.video_ids))]
-        tokens, _ = tokenize([data.captions[i] for i in first], model.context_length)
-        return contrastive_loss(model, video, model.encode_text(tokens)).item()
+        batch = backbone.tokenize([data.captions[i] for i in first], backbone.context_length)
+        return contrastive_loss(backbone.logit_scale, video, backbone.encode_text(batch.ids, batch.mask)).item()
 
 
 def test_pretraining_lowers_the_loss_and_is_deterministic(tmp_path):
@@ -297,25 +465,27 @@ def test_pretraining_lowers_the_loss_and_is_deterministic(tmp_path):
     data = load_video_text_set(frames_dir, captions, "train")
     cfg = tiny_cfg(epochs=40, lr=2e-3, batch_size=4, captions_per_sample=2)
     torch.manual_seed(cfg.seed)
-    start = tiny_arch(cfg).build().eval()  # the model pretrain_tiny starts from
+    start = ClipModel(tiny_arch(cfg, IMAGE, CONTEXT).build().eval(), "tiny")  # what pretrain_tiny starts from
     before = _full_loss(start, data)
-    model, history = pretrain_tiny(cfg, data, progress=False)
-    after = _full_loss(model, data)
+    rng_before = torch.get_rng_state()
+    backbone, history = pretrain_tiny(cfg, data, IMAGE, CONTEXT, progress=False)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the global RNG is left alone
+    after = _full_loss(backbone, data)
     assert after < before - 0.2, (before, after)
     assert history["steps"] == 40 and len(history["epoch_loss"]) == 40
-    assert not model.training and not model.token_embedding.sparse
-    again, _ = pretrain_tiny(cfg, data, progress=False)
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, again.state_dict()[key]), key
+    assert backbone.kind == "tiny" and not backbone.training and not backbone.model.token_embedding.sparse
+    assert (backbone.image_size, backbone.context_length) == (IMAGE, CONTEXT)
+    again, _ = pretrain_tiny(cfg, data, IMAGE, CONTEXT, progress=False)
+    for key, value in backbone.model.state_dict().items():
+        assert torch.equal(value, again.model.state_dict()[key]), key
 
 
 def test_contrastive_loss_matches_a_direct_computation():
     gen = torch.Generator().manual_seed(0)
     video, text = torch.randn(3, 5, generator=gen), torch.randn(7, 5, generator=gen)
     owner = torch.tensor([0, 0, 1, 2, 2, 2, 1])
-    model = torch.nn.Module()
-    model.logit_scale = torch.nn.Parameter(torch.tensor(2.0))
-    got = contrastive_loss(model, video, text, owner).item()
+    logit_scale = torch.tensor(2.0)
+    got = contrastive_loss(logit_scale, video, text, owner).item()
     scale = np.exp(2.0)
     v = [x / np.linalg.norm(x) for x in video.double().numpy()]
     t = [x / np.linalg.norm(x) for x in text.double().numpy()]
@@ -328,20 +498,21 @@ def test_contrastive_loss_matches_a_direct_computation():
     logits = torch.tensor(sim[:3], dtype=torch.float64)  # captions 0..2 vs videos, scaled
     clip_loss = 0.5 * (F.cross_entropy(logits, torch.arange(3))
                        + F.cross_entropy(logits.T, torch.arange(3)))
-    assert contrastive_loss(model, video, text[:3]).item() == pytest.approx(clip_loss.item(), rel=1e-5)
+    assert contrastive_loss(logit_scale, video, text[:3]).item() == pytest.approx(clip_loss.item(), rel=1e-5)
 
 
 def test_retrieval_r1_matches_a_direct_count(tmp_path):
     frames_dir = write_frames_dir(tmp_path)
     data = load_video_text_set(frames_dir, tmp_path / "captions.parquet", "train")
-    model = build(ARCH, seed=3)
-    got = retrieval_r1(model, data, batch_size=5)
+    backbone = build(ARCH, seed=3)
+    got = retrieval_r1(backbone, data, CONTEXT, batch_size=5)
     with torch.no_grad():
         videos = []
         for v in range(len(data.video_ids)):
             real = data.frames[v][data.mask[v]]
-            videos.append(encode_frames(model, real).double().mean(0))
-        texts = encode_texts(model, data.captions).double()
+            videos.append(backbone.model.encode_image(normalise(real)).double().mean(0))
+        texts = backbone.model.encode_text(
+            clip_module().tokenize(data.captions, context_length=CONTEXT, truncate=True)).double()
     sim = np.array([[F.cosine_similarity(t, v, dim=0).item() for v in videos] for t in texts])
     t2v = np.mean([np.argmax(sim[c]) == data.caption_video[c] for c in range(len(texts))])
     v2t = np.mean([data.caption_video[np.argmax(sim[:, v])] == v for v in range(len(videos))])
@@ -349,11 +520,26 @@ def test_retrieval_r1_matches_a_direct_count(tmp_path):
     assert got["videos"] == 4 and got["captions"] == 8
 
 
+def test_build_backbone_tiny_writes_a_loadable_file(tmp_path):
+    from pipeline.backbone.build import build_backbone
+
+    frames_dir = write_frames_dir(tmp_path)
+    config = BackboneConfig(kind="tiny", model="ViT-B/32", path=None, sha256=None, tiny=tiny_cfg(epochs=1))
+    metrics = build_backbone(config, frames_dir, tmp_path / "captions.parquet", tmp_path / "out.pt", max_words=12,
+                             progress=False)
+    assert metrics["kind"] == "tiny" and "model" not in metrics and metrics["image_size"] == IMAGE
+    assert set(metrics["r1"]) == {"train", "test"}  # no val split in this data
+    assert metrics["weights_sha256"] == file_sha256(tmp_path / "out.pt")
+    loaded = load_backbone(tmp_path / "out.pt")
+    assert loaded.kind == "tiny" and loaded.context_length == 12 and loaded.image_size == IMAGE
+    assert read_weights(tmp_path / "out.pt")["source"]["context_length"] == 12
+
+
 def test_build_backbone_vit_b_32_refuses_other_weights(tmp_path):
     from pipeline.backbone.build import build_backbone
 
     path, _ = official_file(tmp_path)
-    config = BackboneConfig(kind="vit-b-32", path=str(path), sha256=None, tiny=tiny_cfg())
+    config = BackboneConfig(kind="clip", model="ViT-B/32", path=str(path), sha256=None, tiny=tiny_cfg())
     with pytest.raises(BackboneError, match="wrong architecture for ViT-B/32"):
-        build_backbone(config, tmp_path, tmp_path / "captions.parquet", tmp_path / "out.pt")
+        build_backbone(config, tmp_path, tmp_path / "captions.parquet", tmp_path / "out.pt", max_words=32)
     assert not (tmp_path / "out.pt").exists()

@@ -1,5 +1,8 @@
 """MSR-VTT, DiDeMo and ActivityNet adapters on tiny real-format annotation files, plus probing
-and file lookup. Every video here is one 16x16, 5-frame clip copied under different names."""
+and file lookup. Every video here is one 16x16, 5-frame clip copied under different names.
+
+The adapters read their files through ``prepare.source`` (annotation file names relative to
+``source.annotations``, videos under ``source.videos``) and ``prepare.datasets.<name>``."""
 
 from __future__ import annotations
 
@@ -12,20 +15,14 @@ import av
 import numpy as np
 import pytest
 
-from pipeline.data.activitynet import ActivityNetConfig
 from pipeline.data.common import DatasetError
-from pipeline.data.didemo import DidemoConfig
+from pipeline.data.datasets import DATASETS, SourceConfig
 from pipeline.data.locate import VideoIndex
-from pipeline.data.msrvtt import MsrvttConfig
 from pipeline.data.prepare import PrepareConfig, PrepareError, prepare
 from pipeline.data.probe import VideoProbeError, probe_video
 from pipeline.data.schema import read_captions, read_videos
-from pipeline.data.synthetic import SyntheticConfig
 from pipeline.io import read_json
 from pipeline.videoio import write_video
-
-SYNTH = SyntheticConfig(num_videos=2, test_fraction=0.5, captions_per_video=1, seed=0, width=16,
-                        height=16, fps=5, min_seconds=1.0, max_seconds=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +39,17 @@ def place(clip: Path, *paths: Path) -> None:
         shutil.copy(clip, p)
 
 
-def config(dataset: str, on_missing: str = "raise", **section) -> PrepareConfig:
-    sections = dict(msrvtt=MsrvttConfig("", "", "", ""), didemo=DidemoConfig("", "", "", ""),
-                    activitynet=ActivityNetConfig("", "", ""))
-    sections[dataset] = type(sections[dataset])(**section)
-    return PrepareConfig(dataset=dataset, on_missing=on_missing, synthetic=SYNTH, **sections)
+def config(dataset: str, on_missing: str = "raise", absolute: bool = False, **section) -> PrepareConfig:
+    """A PrepareConfig for ``dataset`` from a fixture's absolute paths: the annotation files'
+    folder becomes ``source.annotations`` and the files are named relative to it (or given
+    absolute with ``absolute``); ``video_dir`` becomes ``source.videos``."""
+    videos = section.pop("video_dir")
+    folders = {Path(p).parent for p in section.values() if p}
+    assert len(folders) == 1, folders
+    files = {k: (p if absolute or not p else Path(p).name) for k, p in section.items()}
+    source = SourceConfig(annotations=str(folders.pop() if not absolute else "/nonexistent"), videos=videos)
+    params = DATASETS.get(dataset).params_type(**files)
+    return PrepareConfig(dataset=dataset, on_missing=on_missing, source=source, datasets={dataset: params})
 
 
 def put(key: str, text: str):
@@ -111,6 +114,18 @@ def test_msrvtt_train_csv_equals_txt(tmp_path, msrvtt):
     assert a.equals(b)
 
 
+def test_annotation_files_may_be_absolute(tmp_path, msrvtt):
+    """Absolute file names in prepare.datasets.<name> ignore source.annotations."""
+    _, relative = prepare(config("msrvtt", **msrvtt), tmp_path / "a")
+    _, absolute = prepare(config("msrvtt", absolute=True, **msrvtt), tmp_path / "b")
+    assert relative.equals(absolute)
+    source = SourceConfig(annotations="ann", videos="vid")
+    assert source.annotation("x.json") == str(Path("ann/x.json")) and source.annotation("/abs/x.json") == "/abs/x.json"
+    assert source.annotation("") == ""  # an empty name stays empty (DiDeMo's optional val split)
+    with pytest.raises(ValueError, match="source.videos must name a folder"):
+        SourceConfig(annotations="ann", videos=" ")
+
+
 def test_msrvtt_missing_video_raise_or_skip(tmp_path, msrvtt):
     (Path(msrvtt["video_dir"]) / "all/video1.mp4").unlink()
     with pytest.raises(PrepareError) as err:
@@ -142,8 +157,8 @@ def test_msrvtt_unreadable_video(tmp_path, msrvtt):
     (put("train_list", "video0\nvideo5\n"), "no sentences for training video 'video5'"),
     (put("train_list", "video0\nvideo9\n"), "'video9' is in both the train and test"),
     (put("test_csv", "key,video_id\nret0,video9\n"), "missing column(s) ['sentence']"),
-    (lambda m: Path(m["test_csv"]).unlink(), "prepare.msrvtt.test_csv: file not found"),
-    (lambda m: shutil.rmtree(m["video_dir"]), "prepare.msrvtt.video_dir: video directory not found"),
+    (lambda m: Path(m["test_csv"]).unlink(), "prepare.datasets.msrvtt.test_csv: file not found"),
+    (lambda m: shutil.rmtree(m["video_dir"]), "prepare.source.videos: video directory not found"),
 ])
 def test_msrvtt_errors(tmp_path, msrvtt, damage, message):
     damage(msrvtt)

@@ -14,21 +14,22 @@ import pandas as pd
 import pytest
 
 from pipeline.data import synth_captions as sc
+from pipeline.data.datasets import SourceConfig
 from pipeline.data.prepare import PrepareConfig, prepare
 from pipeline.data.schema import CAPTIONS_SCHEMA, VIDEOS_SCHEMA, read_captions, read_videos
 from pipeline.data.synth_render import coverage, render_scene
 from pipeline.data.synth_scene import BACKGROUNDS, COLOURS, Scene, ShapeTrack, sample_scene
 from pipeline.data.synthetic import SyntheticConfig
 from pipeline.io import read_json
-from tests.test_data_prepare import empty_real_sections
 
 SMALL = SyntheticConfig(num_videos=6, test_fraction=0.34, captions_per_video=4, seed=7, width=32,
                         height=32, fps=5, min_seconds=1.0, max_seconds=2.0)
 
 
 def config(synthetic: SyntheticConfig = SMALL) -> PrepareConfig:
-    return PrepareConfig(dataset="synthetic", on_missing="raise", synthetic=synthetic,
-                         **empty_real_sections())
+    return PrepareConfig(dataset="synthetic", on_missing="raise",
+                         source=SourceConfig(annotations="pipeline/data", videos="pipeline/data"),
+                         datasets={"synthetic": synthetic})
 
 
 def md5s(folder: Path) -> dict[str, str]:

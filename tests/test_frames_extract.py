@@ -57,8 +57,8 @@ def identify(frame: np.ndarray, base: int = 0, max_t: int = 27) -> int:
 
 
 def config(**overrides) -> FramesConfig:
-    values = dict(num_frames=12, image_size=16, vlm_num_frames=8, vlm_max_side=40, jpeg_quality=90,
-                  workers=2, on_error="raise")
+    values = dict(sampling="uniform", sample_fps=1.0, num_frames=12, image_size=16, padding="zero",
+                  vlm_num_frames=8, vlm_max_side=40, jpeg_quality=90, workers=2, on_error="raise")
     return FramesConfig(**{**values, **overrides})
 
 
@@ -92,8 +92,9 @@ def test_clip_frames_are_the_sampled_frames_in_order(ramps, ramp_store):
         row = ramp_store.index.set_index("video_id").loc[name]
         assert row["frame_indices"].tolist() == want and row["source_frames"] == length
     assert ramp_store.summary == {"videos": 3, "ok": 3, "skipped": 0, "padded": 1, "num_frames": 12,
-                                  "image_size": 16, "vlm_frames": 8 + 8 + 5,
-                                  "vlm_bytes": ramp_store.summary["vlm_bytes"]}
+                                  "image_size": 16, "sampling": "uniform", "sample_fps": 1.0, "padding": "zero",
+                                  "vlm_frames": 8 + 8 + 5, "vlm_bytes": ramp_store.summary["vlm_bytes"]}
+    assert ramp_store.padding == "zero"
 
 
 def test_files_follow_the_contract(ramp_store):
@@ -169,6 +170,25 @@ def test_narrow_width_decord_bug_is_worked_around(tmp_path):
     assert mask.all()
     reference = pyav_frames(tmp_path / "narrow.mp4")[expected_indices(15, 12)]
     np.testing.assert_array_equal(frames, np.stack([clip_frame(f, 32) for f in reference]))
+
+
+def test_fps_sampling_takes_the_official_frames_and_records_how(ramps, tmp_path):
+    """fps mode at 2 frames/s of 10 fps ramps: every 5th frame from 0, subsampled to N by
+    linspace when there are more; summary.json and the store record sampling and padding."""
+    out = tmp_path / "frames"
+    videos = table(*[(name, path) for name, (path, _) in ramps.items()])
+    summary = extract_frames(config(sampling="fps", sample_fps=2.0, num_frames=4, padding="blank"), videos, out)
+    store = FrameStore(out)
+    want = {"long": [0, 5, 15, 25],  # candidates 0, 5, .., 25 (6 > 4): linspace(0, 5, 4) -> 0, 1, 3, 5
+            "exact": [0, 5, 10],     # 3 candidates <= 4: all kept, one slot padded
+            "short": [0]}
+    for base, name in enumerate(ramps):
+        frames, mask = store.clip(name)
+        assert [identify(f, base) for f in frames[: len(want[name])]] == want[name], name
+        assert mask.tolist() == [True] * len(want[name]) + [False] * (4 - len(want[name]))
+        assert store.index.set_index("video_id").loc[name, "frame_indices"].tolist() == want[name]
+    assert (summary["sampling"], summary["sample_fps"], summary["padding"]) == ("fps", 2.0, "blank")
+    assert summary["padded"] == 2 and store.padding == "blank"
 
 
 def test_parallel_and_serial_runs_write_identical_files(ramps, ramp_store, tmp_path):

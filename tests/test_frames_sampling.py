@@ -12,10 +12,11 @@ from PIL import Image
 
 from pipeline.config import ConfigError, leaf_keys, load_section
 from pipeline.frames import FramesConfig, timestamps, uniform_indices
+from pipeline.frames.sampling import fps_indices
 from pipeline.frames.transforms import clip_frame, vlm_jpeg, vlm_size
 
-VALID = dict(num_frames=12, image_size=64, vlm_num_frames=8, vlm_max_side=336, jpeg_quality=90,
-             workers=2, on_error="raise")
+VALID = dict(sampling="uniform", sample_fps=1.0, num_frames=12, image_size=64, padding="zero",
+             vlm_num_frames=8, vlm_max_side=336, jpeg_quality=90, workers=2, on_error="raise")
 
 
 def test_uniform_indices_match_segment_centres():
@@ -42,6 +43,72 @@ def test_uniform_indices_known_values():
 def test_uniform_indices_rejects_bad_counts(total, samples):
     with pytest.raises(ValueError):
         uniform_indices(total, samples)
+
+
+def rule(num_source: int, fps: float, sample_fps: float, n: int) -> list[int]:
+    """The documented fps rule: one frame every floor(fps / sample_fps) source frames from frame
+    0, then ``np.linspace(0, len - 1, N).astype(int)`` of those when there are more than N."""
+    step = max(1, math.floor(fps / sample_fps))
+    taken = [k * step for k in range(-(-num_source // step))]
+    if len(taken) > n:
+        taken = [taken[i] for i in np.linspace(0, len(taken) - 1, n).astype(int)]
+    return taken
+
+
+def clip4clip(frame_count: int, fps: float, n: int) -> list[int]:
+    """The official loader (CLIP4Clip's ``video_to_tensor`` at ``feature_framerate`` 1, then the
+    dataloader's ``slice_framepos`` 2), transcribed: cv2's integer fps, second by second until a
+    read fails, then ``np.linspace(..., dtype=int)`` down to ``max_frames``."""
+    fps = int(fps)
+    total_duration = (frame_count + fps - 1) // fps
+    inds = list(np.arange(0, fps, fps // 1))[:1]
+    frames = []
+    for sec in np.arange(0, total_duration + 1):
+        ok = True
+        for ind in inds:
+            index = int(sec * fps) + int(ind)
+            if index >= frame_count:  # cap.read() fails past the end
+                ok = False
+                break
+            frames.append(index)
+        if not ok:
+            break
+    if n < len(frames):
+        frames = [frames[i] for i in np.linspace(0, len(frames) - 1, num=n, dtype=int)]
+    return frames
+
+
+def test_fps_indices_follow_the_documented_rule():
+    for fps in (1, 5, 10, 24, 25, 30, 60):
+        for sample_fps in (0.5, 1.0, 2.0, 3.0, 10.0):
+            for num_source in (1, 2, 7, 30, 31, 99, 301, 1000):
+                for n in (1, 4, 12, 50):
+                    got = fps_indices(num_source, float(fps), sample_fps, n)
+                    assert got == rule(num_source, fps, sample_fps, n), (num_source, fps, sample_fps, n)
+                    assert all(0 <= i < num_source for i in got) and got == sorted(set(got))
+
+
+def test_fps_indices_equal_the_official_loader_at_one_frame_per_second():
+    for fps in (8.0, 10.0, 25.0, 29.97, 30.0, 59.94):
+        for frame_count in (1, 9, 10, 11, 149, 150, 151, 900, 3601):
+            for n in (4, 12, 50):
+                assert fps_indices(frame_count, fps, 1.0, n) == clip4clip(frame_count, fps, n), (fps, frame_count, n)
+
+
+def test_fps_indices_known_values_and_errors():
+    assert fps_indices(95, 30.0, 1.0, 12) == [0, 30, 60, 90]  # short clip: all kept, padded later
+    assert fps_indices(300, 10.0, 1.0, 12) == [0, 20, 50, 70, 100, 130, 150, 180, 210, 230, 260, 290]
+    assert fps_indices(5, 0.5, 1.0, 12) == [0, 1, 2, 3, 4]  # below 1 fps: every frame
+    for bad in [(0, 10.0, 1.0, 4), (5, 0.0, 1.0, 4), (5, 10.0, 0.0, 4), (5, 10.0, 1.0, 0)]:
+        with pytest.raises(ValueError):
+            fps_indices(*bad)
+
+
+def test_config_picks_the_sampling_rule():
+    uniform = FramesConfig(**VALID)
+    fps = FramesConfig(**{**VALID, "sampling": "fps", "sample_fps": 2.0, "num_frames": 4})
+    assert uniform.clip_indices(30, 10.0) == uniform_indices(30, 12)
+    assert fps.clip_indices(30, 10.0) == fps_indices(30, 10.0, 2.0, 4) == [0, 5, 15, 25]
 
 
 def test_timestamps():
@@ -110,7 +177,8 @@ def test_config_accepts_valid_values():
 @pytest.mark.parametrize("key,value", [
     ("num_frames", 0), ("image_size", -1), ("vlm_num_frames", 0), ("vlm_max_side", 0),
     ("workers", 0), ("jpeg_quality", 0), ("jpeg_quality", 96), ("num_frames", True),
-    ("image_size", 64.0), ("on_error", "ignore"),
+    ("image_size", 64.0), ("on_error", "ignore"), ("sampling", "random"), ("sample_fps", 0.0),
+    ("sample_fps", -1.0), ("padding", "noise"),
 ])
 def test_config_rejects_bad_values_naming_the_key(key, value):
     with pytest.raises(ValueError, match=key):

@@ -21,8 +21,8 @@ from pipeline.frames import FramesConfig, FrameStore, extract_frames
 from pipeline.io import write_parquet
 from pipeline.videoio import write_video
 
-CONFIG = dict(num_frames=4, image_size=16, vlm_num_frames=2, vlm_max_side=32, jpeg_quality=90,
-              workers=2, on_error="skip")
+CONFIG = dict(sampling="uniform", sample_fps=1.0, num_frames=4, image_size=16, padding="zero", vlm_num_frames=2,
+              vlm_max_side=32, jpeg_quality=90, workers=2, on_error="skip")
 
 
 def video(path: Path, shade: int, num_frames: int = 6) -> Path:
@@ -97,6 +97,28 @@ def test_store_errors_name_the_video_or_file(store, tmp_path):
     np.save(broken / "clip_mask.npy", np.ones((4, 4), bool))  # one row short
     with pytest.raises(ValueError, match="inconsistent"):
         FrameStore(broken)
+
+
+def test_store_needs_only_the_clip_arrays_and_index(store, tmp_path):
+    """Readers of CLIP frames need index + clip arrays: no VLM frames, no summary (older
+    directories: padding defaults to zero); ok, rows and padding are read from them."""
+    minimal = tmp_path / "frames"
+    minimal.mkdir()
+    for name in ("clip_frames.npy", "clip_mask.npy", "index.parquet"):
+        shutil.copy(store.path / name, minimal / name)
+    small = FrameStore(minimal)
+    assert small.padding == "zero" and small.summary == {}
+    assert small.ok["video_id"].tolist() == store.video_ids and small.ok["row"].tolist() == list(range(5))
+    assert list(small.ok.columns) == ["video_id", "row", "split"]
+    np.testing.assert_array_equal(small.rows(["v3", "v0", "v3"]), [3, 0, 3])
+    assert small.rows([]).dtype == np.int64 and len(small.rows([])) == 0
+    with pytest.raises(KeyError, match="'gone' was skipped"):
+        small.rows(["v1", "gone"])
+    (minimal / "summary.json").write_text(json.dumps({"padding": "blank"}))
+    assert FrameStore(minimal).padding == "blank"
+    (minimal / "summary.json").write_text(json.dumps({"padding": "noise"}))
+    with pytest.raises(ValueError, match="unknown padding 'noise'"):
+        FrameStore(minimal)
 
 
 REPO = Path(__file__).resolve().parents[1]

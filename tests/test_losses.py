@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.losses import (LossConfig, concept_correlation, concept_loss, correlation_loss, info_nce,
-                             standardise, training_loss)
+from pipeline.losses import (LossConfig, LossParams, concept_correlation, concept_loss, correlation_loss, info_nce,
+                             multi_positive_info_nce, standardise, training_loss)
 from pipeline.model import ModelOutput
 
 CFG = LossConfig(alpha=0.01, beta=0.005, max_words=32, alpha_align=1.0)
@@ -21,8 +21,8 @@ def loop_info_nce(s: np.ndarray, scale: float) -> float:
     for i in range(b):
         row = [scale * s[i, j] for j in range(b)]
         col = [scale * s[j, i] for j in range(b)]
-        t2v += -(row[i] - math.log(sum(math.exp(x) for x in row)))
-        v2t += -(col[i] - math.log(sum(math.exp(x) for x in col)))
+        t2v += -(row[i] - max(row) - math.log(sum(math.exp(x - max(row)) for x in row)))
+        v2t += -(col[i] - max(col) - math.log(sum(math.exp(x - max(col)) for x in col)))
     return (t2v / b + v2t / b) / 2
 
 
@@ -44,14 +44,38 @@ def loop_corr_loss(c: np.ndarray, alpha: float, beta: float) -> float:
             + beta * sum(c[i, j] ** 2 for i in range(k) for j in range(k) if i != j))
 
 
-def test_info_nce_matches_a_loop_and_clamps_the_scale():
+def test_info_nce_matches_a_loop_and_does_not_clamp_the_scale():
     g = torch.Generator().manual_seed(0)
     s = torch.randn(6, 6, generator=g, dtype=torch.float64) * 0.2
     out = info_nce(s, torch.tensor(math.log(30.0), dtype=torch.float64))
     assert out["total"].item() == pytest.approx(loop_info_nce(s.numpy(), 30.0), rel=1e-12)
     assert out["total"].item() == pytest.approx((out["t2v"] + out["v2t"]).item() / 2)
-    clamped = info_nce(s, torch.tensor(10.0, dtype=torch.float64))  # exp(10) > 100 -> 100
-    assert clamped["total"].item() == pytest.approx(loop_info_nce(s.numpy(), 100.0), rel=1e-12)
+    # No clamp inside the loss (the trainer clamps the parameter after each step): exp(10) is used
+    # as it is, and the scale still gets a gradient above ln 100.
+    scale = torch.tensor(10.0, dtype=torch.float64, requires_grad=True)
+    unclamped = info_nce(s, scale)
+    assert unclamped["total"].item() == pytest.approx(loop_info_nce(s.numpy(), math.exp(10.0)), rel=1e-12)
+    assert unclamped["total"].item() != pytest.approx(loop_info_nce(s.numpy(), 100.0), rel=1e-6)
+    unclamped["total"].backward()
+    assert scale.grad is not None and scale.grad != 0
+
+
+def test_multi_positive_info_nce_generalises_info_nce():
+    """One caption per video: the diagonal InfoNCE; several: every caption of a video is a positive."""
+    g = torch.Generator().manual_seed(1)
+    s = torch.randn(5, 5, generator=g, dtype=torch.float64)
+    scale = torch.tensor(math.log(20.0), dtype=torch.float64)
+    one = multi_positive_info_nce(scale.exp() * s, torch.arange(5))
+    ref = info_nce(s, scale)
+    for key in ("total", "t2v", "v2t"):
+        assert one[key].item() == pytest.approx(ref[key].item(), rel=1e-12)
+    logits = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    owner = torch.tensor([0, 1, 1, 2, 2, 2])
+    got = multi_positive_info_nce(logits, owner)
+    p = torch.softmax(logits.T, dim=1)  # each video's distribution over the captions
+    v2t = -torch.stack([torch.log(p[v, owner == v].sum()) for v in range(3)]).mean()
+    assert got["v2t"].item() == pytest.approx(v2t.item(), rel=1e-12)
+    assert got["t2v"].item() == pytest.approx(torch.nn.functional.cross_entropy(logits, owner).item(), rel=1e-12)
 
 
 def test_info_nce_closed_forms():
@@ -156,3 +180,6 @@ def test_loss_config_validation(kwargs, message):
     base = dict(alpha=0.01, beta=0.005, max_words=32, alpha_align=1.0)
     with pytest.raises(ValueError, match=message):
         LossConfig(**{**base, **kwargs})
+    if "max_words" not in kwargs:  # the params part validates the same way on its own
+        with pytest.raises(ValueError, match=message):
+            LossParams(**{k: v for k, v in {**base, **kwargs}.items() if k != "max_words"})

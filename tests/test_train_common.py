@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pipeline.config import to_dict
 from pipeline.features.store import FORMAT, VERSION
 from pipeline.io import write_json, write_npy, write_parquet
 from pipeline.losses import LossConfig
-from pipeline.model import ModelConfig
+from pipeline.model import ModelConfig, ModelParams
 from pipeline.train.config import TrainConfig
+from pipeline.train.variants import VARIANTS, resolve_train
 
 DIM, FRAMES, DRAWS = 16, 4, 3
 
@@ -63,19 +66,42 @@ def make_features(root: Path, n_train: int = 32, n_test: int = 4, captions_per_v
     return root
 
 
-def tiny_model(variant: str = "macvr") -> ModelConfig:
-    tags = variant == "macvr"
-    return ModelConfig(variant=variant, embed_dim=DIM, num_concepts=4, pool_temperature=3.0,
-                       pool_masking="before_softmax", temporal_layers=1, temporal_heads=2, max_frames=FRAMES,
-                       concept_projection="chunk", confidence_hidden_ratio=2, use_visual_tags=tags,
-                       use_textual_tags=tags, init_logit_scale=float(np.log(100.0)))
+def tiny_params(tags: tuple[str, ...] = ("visual", "textual")) -> ModelParams:
+    """The head's knobs of the tiny test runs (``train.model`` + the variant's ``tags``)."""
+    return ModelParams(tags=tuple(tags), num_concepts=4, pool_temperature=3.0, pool_masking="before_softmax",
+                       temporal_layers=1, temporal_heads=2, temporal_ln_eps=1e-12, concept_projection="chunk",
+                       confidence_hidden_ratio=2, init_logit_scale=float(np.log(100.0)))
 
 
-def tiny_config(**changes) -> TrainConfig:
-    base = TrainConfig(
+def variant_tags(variant: str) -> tuple[str, ...]:
+    return tuple(VARIANTS.get(variant).overrides["model"]["tags"])
+
+
+def tiny_model(variant: str = "macvr", dim: int = DIM, frames: int = FRAMES) -> ModelConfig:
+    """A resolved head config of ``variant`` (its registered tags) for D=dim, frames slots."""
+    return ModelConfig.resolve(tiny_params(variant_tags(variant)), embed_dim=dim, max_frames=frames)
+
+
+def tiny_loss(alpha_align: float = 1.0, max_words: int = 32) -> LossConfig:
+    return LossConfig(alpha=0.01, beta=0.005, alpha_align=alpha_align, max_words=max_words)
+
+
+def train_section(**changes: Any) -> dict[str, Any]:
+    """A ``params.yaml: train`` mapping of the tiny runs (no variant-only keys)."""
+    model = to_dict(tiny_params())
+    del model["tags"]
+    section = dict(
         mode="cached", epochs=2, batch_size=8, lr=1e-3, clip_lr=1e-6, weight_decay=0.2,
-        adam_betas=(0.9, 0.98), adam_eps=1e-6, warmup_fraction=0.1, grad_clip=1.0, seed=7, device="cpu",
+        adam_betas=[0.9, 0.98], adam_eps=1e-6, warmup_fraction=0.1, grad_clip=1.0, seed=7, device="cpu",
         precision="fp32", torch_threads=0, num_workers=0, checkpoint_every=1, tags_per_item=2, log_every=2,
-        monitor_videos=16, init_temporal_from_clip=False, model=tiny_model(),
-        loss=LossConfig(alpha=0.01, beta=0.005, max_words=32, alpha_align=1.0))
-    return dataclasses.replace(base, **changes)
+        monitor_videos=16, init_temporal_from_backbone=False, logit_scale="head", model=model,
+        loss={"alpha": 0.01, "beta": 0.005})
+    section.update(changes)
+    return section
+
+
+def tiny_config(variant: str = "macvr", **changes: Any) -> TrainConfig:
+    """The resolved TrainConfig of ``variant`` (the train section + the registered variant's
+    overrides, as the train stage resolves it), with top-level ``changes``."""
+    config = resolve_train(train_section(), variant, {}, TrainConfig)
+    return dataclasses.replace(config, **changes)

@@ -12,14 +12,17 @@ import torch
 import yaml
 
 from pipeline.config import to_dict
+from pipeline.evaluation.trained import TrainedModel
+from pipeline.io import read_json, write_json
 from pipeline.model import MacVR
+from pipeline.text import TextConfig
 from pipeline.train import checkpoint as ckpt
 from pipeline.train import loop
 from pipeline.train.data import CachedFeatureSet, cached_pairs
 from pipeline.train.loop import TrainInputs, train
 from pipeline.train.monitor import score_slice, slice_recall
 from pipeline.train.trainable import Trainable
-from tests.test_train_common import make_features, tiny_config
+from tests.test_train_common import make_features, tiny_config, tiny_loss, tiny_model, train_section
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,7 @@ def test_tiny_fit_learns_the_training_pairs(features, tmp_path):
     worse, training must drive the loss down and R@1 on the training pairs far above chance."""
     config = tiny_config(epochs=12, batch_size=16, lr=3e-3, monitor_videos=32)
     torch.manual_seed(config.seed)
-    untrained = Trainable(MacVR(config.model), None, config.loss)
+    untrained = Trainable(MacVR(tiny_model()), None, tiny_loss())
     ds = CachedFeatureSet(features, cached_pairs(features), config.seed)
     slice_idx = ds.pairs.first_caption_per_video(32)
     before = slice_recall(score_slice(untrained, ds.fixed_batch(slice_idx), torch.device("cpu")))
@@ -55,21 +58,25 @@ def test_tiny_fit_learns_the_training_pairs(features, tmp_path):
 
 
 def test_checkpoints_load_with_weights_only_and_round_trip(features, tmp_path):
-    config = tiny_config(epochs=1)
-    train(config, "dicosa", TrainInputs(features=features), tmp_path, live_dir=None)
+    config = tiny_config("dicosa", epochs=1)
+    train(config, "dicosa", TrainInputs(features=features), tmp_path, live_dir=None, text=TextConfig(max_words=24))
     for name in ("model.pt", "checkpoint.pt"):
         payload = torch.load(tmp_path / name, map_location="cpu", weights_only=True)
+        assert payload["format"] == "macvr-train" and payload["version"] == 2
         assert payload["variant"] == "dicosa" and payload["epoch"] == 1
-        assert payload["config"] == to_dict(config.with_variant("dicosa"))
-        assert payload["clip"] is None
+        assert payload["model_config"] == to_dict(tiny_model("dicosa"))  # D and frame slots from the data
+        assert payload["run"]["train"] == to_dict(config)
+        assert payload["run"]["text"] == {"max_words": 24} and payload["run"]["padding"] == "zero"
+        assert payload["backbone"] is None
     full = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert {"optimizer", "scheduler", "rng"} <= full.keys()
-    model, loaded_config = ckpt.load_trained(tmp_path / "model.pt", "cpu")
-    assert loaded_config == config.with_variant("dicosa")
-    assert loaded_config.model.variant == "dicosa" and not loaded_config.model.use_visual_tags
-    assert not model.training
-    assert _state_equal(model.state_dict(), full["model"])
-    assert ckpt.load_trained_clip(tmp_path / "model.pt") is None
+    assert {"optimizer", "scheduler", "rng"} <= full.keys() and full["kind"] == "resume"
+    assert "optimizer" not in torch.load(tmp_path / "model.pt", weights_only=True)
+    loaded = TrainedModel.load(tmp_path / "model.pt", "cpu")
+    assert loaded.variant == "dicosa" and loaded.config == tiny_model("dicosa")
+    assert not loaded.config.use_visual_tags and loaded.config.tags == ()
+    assert not loaded.head.training and not loaded.finetuned and loaded.backbone is None
+    assert (loaded.max_words, loaded.padding, loaded.train_mode) == (24, "zero", "cached")
+    assert _state_equal(loaded.head.state_dict(), full["model"])
 
 
 def test_foreign_or_missing_checkpoints_are_refused(tmp_path):
@@ -143,11 +150,15 @@ def test_mismatched_last_checkpoint_is_not_resumed(features, tmp_path, monkeypat
     with pytest.raises(ckpt.CheckpointError, match="config differs"):
         train(changed, "macvr", inputs, tmp_path, resume="always")
     with pytest.raises(ckpt.CheckpointError, match="config differs"):
-        train(tiny_config(epochs=2), "dicosa", inputs, tmp_path, resume="always")
+        train(tiny_config(epochs=2), "dicosa", inputs, tmp_path, resume="always")  # another variant's name
+    with pytest.raises(ckpt.CheckpointError, match="config differs"):
+        train(tiny_config("dicosa", epochs=2), "dicosa", inputs, tmp_path, resume="always")
+    with pytest.raises(ckpt.CheckpointError, match="config differs"):  # another text length
+        train(tiny_config(epochs=2), "macvr", inputs, tmp_path, resume="always", text=TextConfig(max_words=16))
     caplog.set_level("WARNING")
     train(changed, "macvr", inputs, tmp_path)  # auto: starts afresh
     assert "not resuming" in caplog.text
-    assert torch.load(tmp_path / "model.pt", weights_only=True)["config"]["lr"] == 5e-4
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["run"]["train"]["lr"] == 5e-4
 
 
 def test_changed_inputs_are_not_resumed(features, tmp_path, monkeypatch):
@@ -166,18 +177,37 @@ def test_changed_inputs_are_not_resumed(features, tmp_path, monkeypatch):
 
 
 def test_missing_inputs_and_bad_dimensions_are_reported(features, tmp_path):
-    with pytest.raises(ValueError, match="--features"):
-        train(tiny_config(), "macvr", TrainInputs(), tmp_path)
-    with pytest.raises(ValueError, match="--frames, --captions, --backbone, --tags"):
-        train(tiny_config(mode="finetune"), "macvr", TrainInputs(), tmp_path)
-    with pytest.raises(ValueError, match="--backbone"):
-        train(tiny_config(init_temporal_from_clip=True), "macvr", TrainInputs(features=features), tmp_path)
     import dataclasses
 
-    wide = tiny_config()
-    wide = dataclasses.replace(wide, model=dataclasses.replace(wide.model, embed_dim=32))
-    with pytest.raises(ValueError, match="embed_dim is 32"):
-        train(wide, "macvr", TrainInputs(features=features), tmp_path)
+    with pytest.raises(ValueError, match="--features"):
+        train(tiny_config(), "macvr", TrainInputs(), tmp_path)
+    with pytest.raises(ValueError, match="--frames, --captions, --tags, --backbone"):
+        train(tiny_config(mode="finetune"), "macvr", TrainInputs(), tmp_path)
+    with pytest.raises(ValueError, match="variant dicosa\\) needs --frames, --captions, --backbone$"):
+        train(tiny_config("dicosa", mode="finetune"), "dicosa", TrainInputs(), tmp_path)  # no tags needed
+    with pytest.raises(ValueError, match="--backbone"):
+        train(tiny_config(init_temporal_from_backbone=True), "macvr", TrainInputs(features=features), tmp_path)
+    with pytest.raises(ValueError, match="--backbone"):
+        train(tiny_config(logit_scale="backbone"), "macvr", TrainInputs(features=features), tmp_path)
+    # The head's sizes come from the features: knobs that do not fit their width are refused.
+    config = tiny_config()
+    odd = dataclasses.replace(config, model=dataclasses.replace(config.model, num_concepts=3))
+    with pytest.raises(ValueError, match="D=16 must be divisible by num_concepts \\(3\\)"):
+        train(odd, "macvr", TrainInputs(features=features), tmp_path)
+    heads = dataclasses.replace(config, model=dataclasses.replace(config.model, temporal_heads=3))
+    with pytest.raises(ValueError, match="temporal_heads \\(3\\) must divide the feature width D=16"):
+        train(heads, "macvr", TrainInputs(features=features), tmp_path)
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_features_of_another_text_length_are_refused(tmp_path):
+    features = make_features(tmp_path / "features")
+    write_json({**read_json(features / "meta.json"), "max_words": 64}, features / "meta.json")
+    with pytest.raises(ValueError, match="encoded with max_words 64 but text.max_words is 32"):
+        train(tiny_config(), "macvr", TrainInputs(features=features), tmp_path / "out")
+    metrics = train(tiny_config(epochs=1, monitor_videos=0), "macvr", TrainInputs(features=features),
+                    tmp_path / "out", text=TextConfig(max_words=64))
+    assert np.isfinite(metrics["epoch/total"])
 
 
 def test_trainable_loss_is_the_model_forward_loss(features):
@@ -186,11 +216,11 @@ def test_trainable_loss_is_the_model_forward_loss(features):
 
     config = tiny_config()
     torch.manual_seed(0)
-    trainable = Trainable(MacVR(config.model), None, config.loss)
+    trainable = Trainable(MacVR(tiny_model()), None, tiny_loss())
     batch = CachedFeatureSet(features, cached_pairs(features), config.seed)[list(range(12))]
     got = trainable(batch)
     want = training_loss(trainable.head(batch["text"], batch["frames"], batch["mask"], batch["tags_v"],
-                                        batch["tags_t"]), config.loss)
+                                        batch["tags_t"]), tiny_loss())
     assert got.keys() == want.keys() and {"sim", "concept", "align_text", "align_visual", "total"} <= got.keys()
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-6, atol=1e-7, msg=k)
@@ -199,7 +229,7 @@ def test_trainable_loss_is_the_model_forward_loss(features):
 def test_monitor_scores_are_the_model_similarity(features):
     config = tiny_config()
     torch.manual_seed(0)
-    trainable = Trainable(MacVR(config.model), None, config.loss)
+    trainable = Trainable(MacVR(tiny_model()), None, tiny_loss())
     ds = CachedFeatureSet(features, cached_pairs(features), config.seed)
     batch = ds.fixed_batch(ds.pairs.first_caption_per_video(10))
     sim = score_slice(trainable, batch, torch.device("cpu"), chunk=4)
@@ -257,32 +287,65 @@ def test_dvclive_never_touches_dvc_yaml(features, tmp_path, monkeypatch):
     assert dvc_yaml.read_bytes() != original
 
 
+def test_the_head_logit_scale_is_clamped_after_each_step(features, tmp_path, monkeypatch):
+    """The loss does not clamp lambda; the trainer clamps the parameter at ln 100 after every step."""
+    import math
+
+    before, after = [], []
+    real = Trainable.clamp_logit_scale
+
+    def spy(self):
+        before.append(float(self.logit_scale.detach()))
+        real(self)
+        after.append(float(self.logit_scale.detach()))
+
+    monkeypatch.setattr(Trainable, "clamp_logit_scale", spy)
+    train(tiny_config(epochs=1, lr=5e-2, monitor_videos=0), "macvr", TrainInputs(features=features), tmp_path)
+    assert len(after) == 64 // 8
+    assert max(before) > math.log(100.0) + 1e-4  # the optimiser did push it past the cap (starting at ln 100)
+    assert max(after) <= math.log(100.0) + 1e-6
+    head = TrainedModel.load(tmp_path / "model.pt").head
+    assert float(head.logit_scale.detach()) <= math.log(100.0) + 1e-6
+
+
 def test_stage_cli_reads_params_and_variant(features, tmp_path):
     from typer.testing import CliRunner
 
+    from pipeline.text import TextConfig as Text
+    from pipeline.train.config import TrainConfig
     from stages.train import PARAMS, app
 
-    config = tiny_config(epochs=1)
-    section = to_dict(config)
-    section["adam_betas"] = list(section["adam_betas"])
-    section["model"]["variant"] = "dicosa"  # --variant overrides it
-    section["model"]["use_visual_tags"] = section["model"]["use_textual_tags"] = False
+    section = train_section(epochs=1)
+    variants = {"dicosa": {}, "macvr": {"loss": {"alpha_align": 0.5}},  # a params override of a registered one
+                "macvr_a0": {"base": "macvr", "lr": 2e-3}}               # a new name on a registered base
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"train": section, "other": {"x": 1}}))
-    assert PARAMS == {"train": type(config)}
-    result = CliRunner().invoke(app, ["--params", str(params), "--variant", "macvr", "--features", str(features),
-                                      "--out", str(tmp_path / "out"), "--live-dir", str(tmp_path / "live")])
-    assert result.exit_code == 0, result.output
-    payload = torch.load(tmp_path / "out" / "model.pt", weights_only=True)
-    assert payload["variant"] == "macvr" and payload["config"]["model"]["use_visual_tags"]
+    params.write_text(yaml.safe_dump({"train": section, "variants": variants, "text": {"max_words": 20},
+                                      "other": {"x": 1}}))
+    assert PARAMS == {"train": TrainConfig, "variants": None, "text": Text}
+    for variant in ("macvr", "macvr_a0"):
+        result = CliRunner().invoke(app, ["--params", str(params), "--variant", variant, "--features", str(features),
+                                          "--out", str(tmp_path / variant), "--live-dir", str(tmp_path / "live")])
+        assert result.exit_code == 0, result.output
+    payload = torch.load(tmp_path / "macvr" / "model.pt", weights_only=True)
+    assert payload["variant"] == "macvr" and tuple(payload["model_config"]["tags"]) == ("visual", "textual")
+    assert payload["run"]["train"]["loss"]["alpha_align"] == 0.5 and payload["run"]["text"] == {"max_words": 20}
+    other = torch.load(tmp_path / "macvr_a0" / "model.pt", weights_only=True)
+    assert other["variant"] == "macvr_a0" and other["run"]["train"]["lr"] == 2e-3
+    assert other["run"]["train"]["loss"]["alpha_align"] == 1.0 and tuple(other["model_config"]["tags"]) == ("visual", "textual")
     bad = CliRunner().invoke(app, ["--params", str(params), "--variant", "clip4clip", "--features", str(features),
                                    "--out", str(tmp_path / "out2")])
-    assert bad.exit_code != 0 and "dicosa or macvr" in bad.output
+    assert bad.exit_code == 2 and "variant 'clip4clip' is neither in params.yaml's variants" in bad.output
+    assert "registered (dicosa, macvr, macvr_no_vt, macvr_no_tt, macvr_no_la)" in bad.output
     nothing = CliRunner().invoke(app, ["--params", str(params), "--variant", "macvr", "--features", str(features),
-                                       "--out", str(tmp_path / "out"), "--resume"])
-    assert isinstance(nothing.exception, ckpt.CheckpointError)  # --resume insists on a last.pt
-    section["epochs"] = 0
-    params.write_text(yaml.safe_dump({"train": section}))
+                                       "--out", str(tmp_path / "fresh"), "--resume"])
+    assert nothing.exit_code == 1 and "cannot resume" in nothing.output  # --resume insists on a last.pt
+    params.write_text(yaml.safe_dump({"train": {**section, "epochs": 0}, "variants": variants,
+                                      "text": {"max_words": 20}}))
     invalid = CliRunner().invoke(app, ["--params", str(params), "--variant", "macvr", "--features", str(features),
                                        "--out", str(tmp_path / "out")])
     assert invalid.exit_code == 2 and "epochs must be >= 1" in invalid.output
+    params.write_text(yaml.safe_dump({"train": {**section, "model": {**section["model"], "tags": []}},
+                                      "variants": variants, "text": {"max_words": 20}}))
+    misplaced = CliRunner().invoke(app, ["--params", str(params), "--variant", "macvr", "--features", str(features),
+                                         "--out", str(tmp_path / "out")])
+    assert misplaced.exit_code == 2 and "train.model.tags is set per variant" in misplaced.output

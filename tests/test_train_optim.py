@@ -45,7 +45,8 @@ def test_warmup_steps_rounding():
 
 
 class Toy(nn.Module):
-    """Every kind of parameter the recipe distinguishes, in a head and a ``clip`` submodule."""
+    """Every kind of parameter the recipe distinguishes, in a head and a ``backbone`` submodule
+    (the name Trainable gives the backbone it fine-tunes)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,10 +56,10 @@ class Toy(nn.Module):
         self.positional_embedding = nn.Parameter(torch.randn(6, 3))
         self.logit_scale = nn.Parameter(torch.tensor(4.6))
         self.frozen = nn.Parameter(torch.randn(3, 3), requires_grad=False)
-        self.clip = nn.Module()
-        self.clip.proj = nn.Linear(3, 3)
-        self.clip.ln_final = nn.LayerNorm(3)
-        self.clip.class_embedding = nn.Parameter(torch.randn(3))
+        self.backbone = nn.Module()
+        self.backbone.proj = nn.Linear(3, 3)
+        self.backbone.ln_final = nn.LayerNorm(3)
+        self.backbone.class_embedding = nn.Parameter(torch.randn(3))
 
 
 def _names(model: nn.Module, group: dict) -> set[str]:
@@ -66,24 +67,24 @@ def _names(model: nn.Module, group: dict) -> set[str]:
     return {n for n, p in model.named_parameters() if id(p) in ids}
 
 
-def test_param_groups_split_decay_and_clip():
+def test_param_groups_split_decay_and_backbone():
     model = Toy()
     groups = {g["name"]: g for g in param_groups(model, lr=1e-4, clip_lr=1e-7, weight_decay=0.2)}
     assert _names(model, groups["head/decay"]) == {"fc.weight"}
     assert _names(model, groups["head/no_decay"]) == {"fc.bias", "ln.weight", "ln.bias", "table.weight",
                                                       "positional_embedding", "logit_scale"}
-    assert _names(model, groups["clip/decay"]) == {"clip.proj.weight"}
-    assert _names(model, groups["clip/no_decay"]) == {"clip.proj.bias", "clip.ln_final.weight",
-                                                      "clip.ln_final.bias", "clip.class_embedding"}
-    assert [groups[k]["lr"] for k in ("head/decay", "head/no_decay", "clip/decay", "clip/no_decay")] == \
+    assert _names(model, groups["backbone/decay"]) == {"backbone.proj.weight"}
+    assert _names(model, groups["backbone/no_decay"]) == {"backbone.proj.bias", "backbone.ln_final.weight",
+                                                      "backbone.ln_final.bias", "backbone.class_embedding"}
+    assert [groups[k]["lr"] for k in ("head/decay", "head/no_decay", "backbone/decay", "backbone/no_decay")] == \
         [1e-4, 1e-4, 1e-7, 1e-7]
-    assert [groups[k]["weight_decay"] for k in ("head/decay", "head/no_decay", "clip/decay", "clip/no_decay")] == \
+    assert [groups[k]["weight_decay"] for k in ("head/decay", "head/no_decay", "backbone/decay", "backbone/no_decay")] == \
         [0.2, 0.0, 0.2, 0.0]
     covered = set().union(*(_names(model, g) for g in groups.values()))
     assert "frozen" not in covered  # frozen parameters are not optimised
 
 
-def test_head_only_model_has_no_clip_groups():
+def test_head_only_model_has_no_backbone_groups():
     groups = param_groups(nn.Linear(3, 3), lr=1e-4, clip_lr=1e-7, weight_decay=0.2)
     assert [g["name"] for g in groups] == ["head/decay", "head/no_decay"]
     with pytest.raises(ValueError, match="no trainable"):
@@ -100,9 +101,9 @@ def test_decoupled_weight_decay_touches_only_the_decay_groups():
     opt.step()
     after = dict(model.named_parameters())
     torch.testing.assert_close(after["fc.weight"], before["fc.weight"] * (1 - 1e-2 * 0.2))
-    torch.testing.assert_close(after["clip.proj.weight"], before["clip.proj.weight"] * (1 - 1e-3 * 0.2))
+    torch.testing.assert_close(after["backbone.proj.weight"], before["backbone.proj.weight"] * (1 - 1e-3 * 0.2))
     for name in ("fc.bias", "ln.weight", "table.weight", "positional_embedding", "logit_scale",
-                 "clip.ln_final.weight", "clip.class_embedding"):
+                 "backbone.ln_final.weight", "backbone.class_embedding"):
         torch.testing.assert_close(after[name], before[name], rtol=0, atol=0)
     assert opt.defaults["betas"] == (0.9, 0.98) and opt.defaults["eps"] == 1e-6
 
@@ -115,7 +116,7 @@ def test_scheduler_sets_every_group_to_peak_times_factor():
     for s in range(total):
         factor = closed_form(s, 2, total)
         for g in opt.param_groups:
-            peak = 1e-6 if g["name"].startswith("clip") else 1e-3
+            peak = 1e-6 if g["name"].startswith("backbone") else 1e-3
             assert g["lr"] == pytest.approx(peak * factor, rel=1e-12)  # the rate step s uses
         opt.step()
         sched.step()

@@ -59,11 +59,11 @@ def file_candidates(video_id: str) -> list[str]:
 def load_activitynet(config: ActivityNetConfig) -> Annotations:
     """Read ActivityNet Captions' train and val_1 files and locate the video files."""
     per_split = {
-        "train": read_paragraphs(require_file(config.train_json, "prepare.activitynet.train_json")),
-        "test": read_paragraphs(require_file(config.test_json, "prepare.activitynet.test_json")),
+        "train": read_paragraphs(require_file(config.train_json, "prepare.datasets.activitynet.train_json")),
+        "test": read_paragraphs(require_file(config.test_json, "prepare.datasets.activitynet.test_json")),
     }
     check_disjoint(per_split, "activitynet")
-    index = video_index(config.video_dir, "prepare.activitynet.video_dir")
+    index = video_index(config.video_dir, "prepare.source.videos")
     videos, texts = [], {}
     for split, paragraphs in per_split.items():
         for vid, text in paragraphs.items():

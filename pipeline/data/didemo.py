@@ -59,10 +59,10 @@ def read_paragraphs(path) -> dict[str, str]:
 def load_didemo(config: DidemoConfig) -> Annotations:
     """Read DiDeMo's split files and locate its video files."""
     files = {"train": config.train_json, "val": config.val_json, "test": config.test_json}
-    per_split = {split: read_paragraphs(require_file(path, f"prepare.didemo.{split}_json"))
+    per_split = {split: read_paragraphs(require_file(path, f"prepare.datasets.didemo.{split}_json"))
                  for split, path in files.items() if path or split != "val"}
     check_disjoint(per_split, "didemo")
-    index = video_index(config.video_dir, "prepare.didemo.video_dir")
+    index = video_index(config.video_dir, "prepare.source.videos")
     videos, texts = [], {}
     for split, paragraphs in per_split.items():
         for vid, text in paragraphs.items():

@@ -82,9 +82,9 @@ def _captions_by_video(path: Path) -> dict[str, list[str]]:
 
 def load_msrvtt(config: MsrvttConfig) -> Annotations:
     """Read MSR-VTT's annotation files and locate its video files."""
-    data_json = require_file(config.data_json, "prepare.msrvtt.data_json")
-    train_list = require_file(config.train_list, "prepare.msrvtt.train_list")
-    test_csv = require_file(config.test_csv, "prepare.msrvtt.test_csv")
+    data_json = require_file(config.data_json, "prepare.datasets.msrvtt.data_json")
+    train_list = require_file(config.train_list, "prepare.datasets.msrvtt.train_list")
+    test_csv = require_file(config.test_csv, "prepare.datasets.msrvtt.test_csv")
     train_ids = read_train_ids(train_list)
     by_video = _captions_by_video(data_json)
     test_rows = _read_csv(test_csv, ["video_id", "sentence"])
@@ -104,7 +104,7 @@ def load_msrvtt(config: MsrvttConfig) -> Annotations:
             raise DatasetError(f"{test_csv}: empty sentence for video {row['video_id']!r}")
         texts[row["video_id"]] = [row["sentence"]]
 
-    index = video_index(config.video_dir, "prepare.msrvtt.video_dir")
+    index = video_index(config.video_dir, "prepare.source.videos")
     videos = [locate(index, vid, "train", [vid]) for vid in train_ids]
     videos += [locate(index, vid, "test", [vid]) for vid in test_ids]
     return Annotations("msrvtt", videos, texts)

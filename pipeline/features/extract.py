@@ -9,9 +9,9 @@ tag sentence) is encoded once and gathered into the per-row arrays at the end.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from pipeline.features.tags import PREFIX, infer_sentence, train_sentences
 from pipeline.features.workdir import WorkDir
 from pipeline.frames.store import FrameStore
 from pipeline.io import atomic_dir, write_json, write_parquet
+from pipeline.sharding import Shard, block, run_sharded
 from pipeline.text import TextConfig
 
 log = logging.getLogger(__name__)
@@ -99,28 +100,68 @@ def _gather(src: np.ndarray, index: np.ndarray, dst: Path) -> None:
 
 def extract_features(cfg: FeaturesConfig, text: TextConfig, backbone: str | Path, frames_dir: str | Path,
                      videos_path: str | Path, captions_path: str | Path, tags_path: str | Path,
-                     out: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Write the features directory ``out`` (see :mod:`pipeline.features.store`); return its meta."""
+                     out: str | Path, progress: bool = True, shard: Shard | None = None) -> dict[str, Any] | None:
+    """Write the features directory ``out`` (see :mod:`pipeline.features.store`); return its meta.
+
+    ``shard`` (under torchrun, see :mod:`pipeline.sharding`): each worker encodes a contiguous block
+    of the videos and of the distinct texts, cut on encoding-batch boundaries so every batch is the
+    one a single process encodes; rank 0 concatenates the parts and writes the directory (bit-
+    identical to a single process on the same device type); other ranks return None.
+    """
     out = Path(out)
     frames = FrameStore(frames_dir)
     inputs = load_inputs(frames, videos_path, captions_path, tags_path, cfg.tag_control)
     table, idx = text_indices(inputs, cfg)
     backbone_sha = file_sha256(backbone)
-    work = WorkDir(out.with_name(f".{out.name}.work"),
-                   _fingerprint(backbone_sha, frames, inputs, table.texts, cfg, text.max_words))
-    if work.resumed:
-        log.info("resuming from %s", work.path)
-    device = resolve_device(cfg.device, "features.device")
+    fingerprint = _fingerprint(backbone_sha, frames, inputs, table.texts, cfg, text.max_words)
+    device = resolve_device(cfg.device, "features.device", shard.local_rank if shard is not None else 0)
     model = load_backbone(backbone, device)
     frame_rows = inputs.videos["frame_row"].to_numpy()
+    per_chunk = max(1, cfg.batch_size // frames.num_frames)  # videos per frame batch (batch_size counts images)
     log.info("encoding %d videos x %d frames (padding: %s) and %d distinct texts (max %d tokens) on %s",
              len(frame_rows), frames.num_frames, frames.padding, len(table.texts), text.max_words, device)
-    encode_video_frames(model, frames.clip_frames, frames.clip_mask, frame_rows, frames.padding, work,
-                        cfg.batch_size, progress)
-    texts, truncated = encode_unique_texts(model, table.texts, text.max_words, work, cfg.batch_size, progress)
+
+    def encode(work: WorkDir, videos: range, texts: range) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if work.resumed:
+            log.info("resuming from %s", work.path)
+        video_feats = encode_video_frames(model, frames.clip_frames, frames.clip_mask, frame_rows[videos.start:videos.stop],
+                                          frames.padding, work, cfg.batch_size, progress)
+        text_feats, truncated = encode_unique_texts(model, table.texts[texts.start:texts.stop], text.max_words, work,
+                                                    cfg.batch_size, progress)
+        return video_feats, text_feats, truncated
+
+    def write(video_feats: np.ndarray, text_feats: np.ndarray, truncated: np.ndarray) -> dict[str, Any]:
+        return _write(cfg, text, out, frames, inputs, idx, table, video_feats, text_feats, truncated, backbone_sha,
+                      model)
+
+    if shard is None or not shard.distributed:
+        work = WorkDir(out.with_name(f".{out.name}.work"), fingerprint)
+        meta = write(*encode(work, range(len(frame_rows)), range(len(table.texts))))
+        work.remove()
+        return meta
+    videos = block(len(frame_rows), shard, per_chunk)
+    texts = block(len(table.texts), shard, cfg.batch_size)
+
+    def work_part(part: Path) -> None:
+        # Each rank's part is a resumable work directory of its own (a rerun continues it).
+        encode(WorkDir(part, f"{fingerprint}:{videos}:{texts}"), videos, texts)
+
+    def merge(parts: list[Path]) -> dict[str, Any]:
+        arrays = [(np.load(p / "frames.npy", mmap_mode="r"), np.load(p / "texts.npy", mmap_mode="r"),
+                   np.load(p / "truncated.npy", mmap_mode="r")) for p in parts]
+        return write(*(np.concatenate([a[i] for a in arrays]) for i in range(3)))
+
+    return run_sharded(shard, out, work_part, merge, keep_parts=True)
+
+
+def _write(cfg: FeaturesConfig, text: TextConfig, out: Path, frames: FrameStore, inputs: FeatureInputs,
+           idx: dict[str, np.ndarray], table: TextTable, video_feats: np.ndarray, texts: np.ndarray,
+           truncated: np.ndarray, backbone_sha: str, model) -> dict[str, Any]:
+    """The features directory from the encoded videos and distinct texts (atomically)."""
     if truncated.any():
         log.warning("%d of %d distinct texts were longer than text.max_words = %d tokens and were "
                     "cut", int(truncated.sum()), len(truncated), text.max_words)
+    frame_rows = inputs.videos["frame_row"].to_numpy()
     meta = {
         "format": store.FORMAT, "version": store.VERSION, "dim": int(texts.shape[1]),
         "num_frames": frames.num_frames, **to_dict(cfg), "sentence_prefix": PREFIX,
@@ -134,7 +175,11 @@ def extract_features(cfg: FeaturesConfig, text: TextConfig, backbone: str | Path
     }
     del meta["device"], meta["batch_size"]  # how it ran, not what it is
     with atomic_dir(out) as tmp:
-        os.replace(work.file("frames"), tmp / "frames.npy")
+        if isinstance(video_feats, np.memmap) and video_feats.filename:  # a work file: moved, not copied
+            video_feats.flush()
+            os.replace(video_feats.filename, tmp / "frames.npy")
+        else:
+            np.save(tmp / "frames.npy", np.ascontiguousarray(video_feats))
         np.save(tmp / "frame_mask.npy", np.ascontiguousarray(frames.clip_mask[frame_rows], dtype=bool))
         for name, index in idx.items():
             _gather(texts, index, tmp / f"{name}.npy")
@@ -142,5 +187,4 @@ def extract_features(cfg: FeaturesConfig, text: TextConfig, backbone: str | Path
         write_parquet(inputs.captions[["caption_id", "video_id", "row", "split", "caption_index"]],
                       tmp / store.CAPTIONS)
         write_json(meta, tmp / store.META)
-    work.remove()
     return meta

@@ -43,6 +43,7 @@ from pipeline.frames.store import (
 )
 from pipeline.frames.transforms import clip_frame, vlm_jpeg
 from pipeline.io import atomic_dir, atomic_path, open_npy_writer, write_json, write_npy, write_parquet
+from pipeline.sharding import Shard, block, run_sharded
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,9 @@ def process_video(path: Path, config: FramesConfig, decode_threads: int = 0) -> 
 
 
 def extract_frames(
-    config: FramesConfig, videos_df: pd.DataFrame, out_dir: str | Path, root: str | Path = "."
-) -> dict[str, Any]:
+    config: FramesConfig, videos_df: pd.DataFrame, out_dir: str | Path, root: str | Path = ".",
+    shard: Shard | None = None,
+) -> dict[str, Any] | None:
     """Write the frames directory ``out_dir`` for ``videos_df`` (see :mod:`pipeline.frames.store`).
 
     ``videos_df`` needs video_id, path and split; relative paths are resolved against ``root``
@@ -144,8 +146,24 @@ def extract_frames(
     :class:`FramesError` when a video fails and ``on_error`` is "raise" (the message names the
     file and the cause), or when no video succeeds; nothing is left at or beside ``out_dir``
     then (a previous ``out_dir`` stays as it was).
+
+    ``shard`` (under torchrun, see :mod:`pipeline.sharding`): this worker decodes a contiguous
+    block of the videos into a part directory and rank 0 merges the parts through the same writer
+    a single process uses, so the directory is byte-identical; other ranks return None.
     """
     videos = _checked_videos(videos_df)
+    if shard is None or not shard.distributed:
+        return _extract(config, videos, Path(out_dir), root)
+    rows = block(len(videos), shard)
+
+    def work(part: Path) -> None:
+        _extract(config, videos.iloc[rows.start:rows.stop].reset_index(drop=True), part, root, allow_empty=True)
+
+    return run_sharded(shard, out_dir, work, lambda parts: merge_parts(parts, Path(out_dir), config))
+
+
+def _extract(config: FramesConfig, videos: pd.DataFrame, out_dir: Path, root: str | Path,
+             allow_empty: bool = False) -> dict[str, Any]:
     paths = [p if p.is_absolute() else Path(root) / p for p in map(Path, videos["path"])]
     decode_threads = 0 if config.workers == 1 else 1
 
@@ -155,7 +173,7 @@ def extract_frames(
         except Exception as err:  # not a bad-video error (those are returned): a bug or resources
             raise FramesError(f"{path}: unexpected {type(err).__name__}: {err}") from err
 
-    with atomic_dir(out_dir) as tmp, _FramesWriter(tmp, len(videos), config) as writer:
+    with atomic_dir(out_dir) as tmp, _FramesWriter(tmp, len(videos), config, allow_empty) as writer:
         results = _ordered_map(work, paths, config.workers)
         with contextlib.closing(results), tqdm(total=len(videos), desc="frames", unit="video") as bar:
             for video, result in zip(videos.itertuples(index=False), results):
@@ -168,10 +186,34 @@ def extract_frames(
         return writer.finish()
 
 
+def merge_parts(parts: list[Path], out_dir: Path, config: FramesConfig) -> dict[str, Any]:
+    """The frames directory of all videos from the workers' part directories (in rank order),
+    written by the same writer, in the same order, as a single process would."""
+    from pipeline.frames.store import FrameStore
+
+    stores = [FrameStore(p) for p in parts]
+    total = sum(len(s.index) for s in stores)
+    with atomic_dir(out_dir) as tmp, _FramesWriter(tmp, total, config) as writer:
+        for store in stores:
+            vlm = {vid: frames for vid, frames in store.iter_vlm()}
+            for row in store.index.itertuples(index=False):
+                indices = [int(i) for i in row.frame_indices]
+                if row.status == "ok":
+                    clip, _ = store.clip(row.video_id)
+                    result = VideoFrames(source_frames=int(row.source_frames), clip_indices=indices,
+                                         clip=np.asarray(clip[: len(indices)]),
+                                         vlm=[(f.source_index, f.timestamp, f.jpeg) for f in vlm.get(row.video_id, [])])
+                else:
+                    result = VideoFrames(error=str(row.error), source_frames=int(row.source_frames))
+                writer.add(str(row.video_id), str(row.split), result)
+        return writer.finish()
+
+
 class _FramesWriter:
     """Fills the files of a (temporary) frames directory video by video, in input order."""
 
-    def __init__(self, directory: Path, num_videos: int, config: FramesConfig):
+    def __init__(self, directory: Path, num_videos: int, config: FramesConfig, allow_empty: bool = False):
+        self.allow_empty = allow_empty
         self.directory, self.num_videos = directory, num_videos
         self.num_frames, self.size = config.num_frames, config.image_size
         self.sampling, self.sample_fps, self.padding = config.sampling, config.sample_fps, config.padding
@@ -212,7 +254,7 @@ class _FramesWriter:
 
     def finish(self) -> dict[str, Any]:
         """Close the streams, write mask, index and summary; return the summary."""
-        if self.ok == 0:
+        if self.ok == 0 and not self.allow_empty:
             first = "; ".join(r["error"] for r in self.index_rows[:3])
             raise FramesError(f"all {self.num_videos} videos failed (first: {first})")
         self._flush_vlm()
