@@ -230,6 +230,7 @@ def generate_answers(requests: Iterable[TagRequest], cfg: OpenAIConfig, cache_pa
                      total: int | None, start_hint: str, desc: str) -> list[Answered]:
     """Outcomes for ``requests`` in their order, asking the server only for what is not cached ok."""
     server_log = cache_path.with_name(f"{cache_path.stem}.server.log")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO is one line per request
     progress = TagProgress(total, desc)
     try:
         with AnswerCache(cache_path) as cache, logging_redirect_tqdm():
