@@ -79,7 +79,9 @@ def run_stage(tmp_path: Path, params: dict, captions: Path, out: Path, cache: Pa
     path.write_text(yaml.safe_dump(params))
     args = ["--params", path, "--captions", captions, "--temperature", "0.7",
             "--cache", cache or tmp_path / "cache.sqlite", "--out", out]
-    return CliRunner().invoke(tag_text_stage.app, [str(a) for a in args])
+    result = CliRunner().invoke(tag_text_stage.app, [str(a) for a in args])
+    assert result.exit_code == 0 or isinstance(result.exception, SystemExit), result.exception  # no crash
+    return result
 
 
 def clean(tmp_path: Path, raw: Path) -> tuple[pd.DataFrame, dict]:
