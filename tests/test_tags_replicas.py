@@ -109,12 +109,20 @@ def test_failed_probes_lengthen_the_cooldown_then_the_replica_is_dead():
         clock.now = a.retry_at
         lease = await p.acquire(avoid="b")
         p.release(lease, FAIL)
-        assert a.state == "dead"
-        clock.now += 1000
+        assert a.state == "dead" and a.retry_at == clock.now + 4.0  # max_cooldown_s
         for _ in range(3):
             lease = await p.acquire(avoid="b")
             assert lease.replica.url == "b"
             p.release(lease, OK)
+        clock.now += 4.0  # while b works, the dead replica gets a rare probe...
+        lease = await p.acquire(avoid="b")
+        assert lease.replica is a
+        p.release(lease, FAIL)
+        assert a.state == "dead" and a.retry_at == clock.now + 4.0
+        clock.now += 4.0
+        lease = await p.acquire(avoid="b")
+        p.release(lease, OK)  # ...and comes back when it answers (e.g. done loading its model)
+        assert a.state == "live" and p.live == 2
     run(go())
 
 

@@ -9,9 +9,10 @@ errors, timeouts, 5xx, malformed bodies; a 429 is throttling, not ill health), o
 unreachable at start-up -> after a cooldown (``cooldown_s`` doubling per failed probe, capped at
 ``max_cooldown_s``, jittered) one real request is let through as a probe (``probing``) ->
 ``live`` again on any answer, or ``out`` with a longer cooldown -> ``dead`` after ``max_probes``
-failed probes in a row. Requests go only to live replicas (and to one probe at a time); when
+failed probes in a row. Requests go only to live replicas (and to one probe at a time). When
 every replica is dead, :meth:`ReplicaPool.acquire` raises :class:`NoReplicaLeft` naming each
-endpoint and its last error.
+endpoint and its last error; while another replica still works, a dead one is probed once every
+``max_cooldown_s`` (a vLLM replica may take minutes to load its model).
 
 AIMD window per replica: starts at ``max_window`` (the overall concurrency); a 429 or 503 halves
 it (at most once per round trip: answers to requests sent before the last cut do not cut
@@ -125,6 +126,8 @@ class ReplicaPool:
                 out.append(r)
             elif r.state == "out" and r.retry_at <= now and r.in_flight == 0:
                 out.append(r)  # cooldown over: this attempt is the probe
+            elif r.state == "dead" and r.retry_at <= now and r.in_flight == 0 and self.live:
+                out.append(r)  # a rare probe of a dead replica while others carry the load
         return out
 
     async def acquire(self, avoid: str | None = None) -> Lease:
@@ -139,14 +142,15 @@ class ReplicaPool:
                 order = {r.url: i for i, r in enumerate(self.replicas)}
                 replica = min(preferred, key=lambda r: (r.in_flight / r.slots(),
                                                         (order[r.url] - self._turn) % n))
-                if replica.state == "out":
+                if replica.state in ("out", "dead"):
                     replica.state = "probing"
                 replica.in_flight += 1
                 return Lease(replica, replica.cut_epoch)
             if all(r.state == "dead" for r in self.replicas):
                 raise NoReplicaLeft("every replica of the OpenAI-compatible server was taken out:\n"
                                     + self.describe())
-            waits = [r.retry_at - now for r in self.replicas if r.state == "out"]
+            waits = [r.retry_at - now for r in self.replicas
+                     if r.state == "out" or (r.state == "dead" and self.live)]
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), max(0.0, min(waits)) if waits else None)
@@ -193,9 +197,11 @@ class ReplicaPool:
     def _trip(self, r: Replica, log_first: bool = True) -> None:
         r.trips += 1
         if r.trips > self.max_probes:
-            r.state = "dead"
-            log.error("%s taken out for good after %d failed probes; last error: %s",
-                      r.url, r.trips - 1, r.last_error)
+            r.state, r.retry_at = "dead", self._clock() + self.max_cooldown_s
+            if r.trips == self.max_probes + 1:
+                log.error("%s given up after %d failed probes (last error: %s); probed again every "
+                          "%.0f s while other replicas work", r.url, r.trips - 1, r.last_error,
+                          self.max_cooldown_s)
             return
         cooldown = min(self.max_cooldown_s, self.cooldown_s * 2 ** (r.trips - 1))
         cooldown *= 0.5 + 0.5 * self._rng.random()  # spread the probes of several replicas
