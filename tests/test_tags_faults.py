@@ -156,10 +156,11 @@ def test_answers_that_stay_bad_fail_the_stage_then_a_rerun_repairs_them(tmp_path
         assert result.exit_code == 1 and not out.exists()
         message = result.stderr
         assert "Traceback" not in message
-        assert "tag_text T=0.7: 7 of 12 items failed (" in message
+        assert "tag_text: at T=0.7, 7 of 12 items failed (" in message
         for reason in ("empty 1", "null 1", "refusal 1", "unparseable 3", "length 1"):
             assert reason in message
-        assert "'c01' (empty: 3 answer(s), none a tag list" in message and "and 2 more" in message
+        assert "'c01' (empty: last of 3 answers: '')" in message and "and 2 more" in message
+        assert "'c03' (refusal: last of 3 answers: \"I'm sorry, but I can't help with that request.\")" in message
         assert "max_failed_fraction = 0 allows" in message and "raise openai.max_tokens" in message
 
         # Allowed failures: the file is written with their verdicts; they get no tags.

@@ -50,9 +50,9 @@ def offline_row(item_id: str, temperature: float, seed: int, model: str, revisio
                   verdict, "", candidates)
 
 
-def check_and_write(rows: Sequence[RawRow], out_path: Path, max_failed_fraction: float, stage: str,
+def check_and_write(rows: Sequence[RawRow], out_path: Path, max_failed_fraction: float, where: str,
                     param: str) -> None:
     """Write the raw file unless more items failed than allowed (then raise, writing nothing)."""
     failed = [FailedItem(r.item_id, r.verdict, r.detail) for r in rows if not r.tagged]
-    enforce_failure_limit(summarise_failures(failed, len(rows)), max_failed_fraction, stage, param)
+    enforce_failure_limit(summarise_failures(failed, len(rows)), max_failed_fraction, where, param)
     write_raw(rows, out_path)

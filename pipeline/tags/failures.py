@@ -47,12 +47,13 @@ class FailureSummary:
     def failed(self) -> int:
         return sum(self.counts.values())
 
-    def text(self, stage: str) -> str:
+    def text(self, where: str) -> str:
+        """One paragraph, e.g. 'at T=0.7, 3 of 200 items failed (refusal 2, http_4xx 1): ...'."""
         reasons = ", ".join(f"{r} {n}" for r, n in self.counts.items())
         shown = "; ".join(f"{e.item_id!r} ({e.reason}: {e.detail})" for e in self.examples)
         more = f" and {self.failed - len(self.examples)} more" if self.failed > len(self.examples) else ""
         hints = "; ".join(_HINTS[r] for r in self.counts if r in _HINTS)
-        return (f"{stage}: {self.failed} of {self.total} items failed ({reasons}): {shown}{more}."
+        return (f"{where}, {self.failed} of {self.total} items failed ({reasons}): {shown}{more}."
                 + (f" Hint: {hints}." if hints else ""))
 
 
@@ -62,13 +63,13 @@ def summarise_failures(failed: Iterable[FailedItem], total: int) -> FailureSumma
     return FailureSummary(total, counts, items[:EXAMPLES])
 
 
-def enforce_failure_limit(summary: FailureSummary, max_failed_fraction: float, stage: str,
+def enforce_failure_limit(summary: FailureSummary, max_failed_fraction: float, where: str,
                           param: str) -> None:
     """Raise :class:`TaggingFailed` when too many items failed; log allowed failures once."""
     if not summary.failed:
         return
     allowed = summary.failed <= max_failed_fraction * summary.total + 1e-9
-    text = summary.text(stage)
+    text = summary.text(where)
     if not allowed:
         raise TaggingFailed(
             f"{text} That is more than {param} = {max_failed_fraction:g} allows, so no output was "

@@ -93,7 +93,7 @@ def attempts_of(request: TagRequest, cfg: OpenAIConfig) -> list[Attempt]:
     return out
 
 
-def _snippet(text: str | None, chars: int = 80) -> str:
+def _snippet(text: str | None, chars: int = 60) -> str:
     if text is None:
         return "null"
     text = " ".join(text.split())
@@ -141,8 +141,7 @@ async def ask(request: TagRequest, tries: list[Attempt], client: OpenAIClient, c
         if attempt.index + 1 < len(tries):
             progress.reask()
     attempt, answer, verdict = last
-    detail = (f"{len(tries)} answer(s), none a tag list; last ({verdict}, finish_reason "
-              f"{answer.finish_reason if answer else '?'}): {_snippet(answer.response if answer else None)}")
+    detail = f"last of {len(tries)} answers: {_snippet(answer.response if answer else None)}"
     return Answered(request.item_id, attempt.seed, attempt.index, answer, verdict, detail, [], cached=False)
 
 

@@ -89,5 +89,5 @@ def tag_text(cfg: TagTextConfig, captions_path: Path, temperature: float, cache_
     else:
         rows = _offline_rows(captions, cfg, temperature)
         limit, param = 0.0, "the offline tagger (no failure allowed)"
-    check_and_write(rows, out_path, limit, f"tag_text T={temperature:g}", param)
+    check_and_write(rows, out_path, limit, f"at T={temperature:g}", param)
     return rows

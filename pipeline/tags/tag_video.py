@@ -101,5 +101,5 @@ def tag_video(cfg: TagVideoConfig, frames_path: Path, temperature: float, cache_
     else:
         rows = _offline_rows(frames_path, cfg, temperature)
         limit, param = 0.0, "the offline tagger (no failure allowed)"
-    check_and_write(rows, out_path, limit, f"tag_video T={temperature:g}", param)
+    check_and_write(rows, out_path, limit, f"at T={temperature:g}", param)
     return rows
