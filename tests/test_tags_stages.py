@@ -234,3 +234,15 @@ def test_config_errors_name_the_key(data, tmp_path):
     bad = params | {"openai": params["openai"] | {"launch": True}}
     with pytest.raises(ConfigError, match="launch: true needs exactly one base_url and a launch_command"):
         from_mapping(TagVideoConfig, bad, "t")
+
+
+def test_clean_tags_stage_reports_bad_inputs_in_one_line(data, tmp_path):
+    pd.DataFrame({"item_id": ["v0#0"], "response": ["- x"]}).to_parquet(tmp_path / "old.parquet")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params()))
+    base = ["--params", tmp_path / "params.yaml", "--captions", data / "captions.parquet", "--videos",
+            data / "videos.parquet", "--out", tmp_path / "tags.parquet", "--metrics", tmp_path / "m.json"]
+    for raw, message in ((tmp_path / "old.parquet", "old.parquet: not a raw tag-response file of this version"),
+                         (tmp_path / "missing.parquet", "missing.parquet: not found")):
+        result = CliRunner().invoke(clean_tags.app, [str(a) for a in base + ["--text-raw", raw]])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+        assert message in result.stderr and not (tmp_path / "tags.parquet").exists()
