@@ -321,9 +321,9 @@ def test_a_server_capped_at_4_in_flight_completes_with_the_default_concurrency(t
         assert all(r.verdict == "ok" for r in rows)
         assert server.peak_in_flight <= 4
         # Used at its cap, not hammered: after the first burst (28 of 32 rejected) the window
-        # shrinks to the cap and only probes above it. Measured: ~30 rejections; with a fixed
+        # shrinks to the cap and only probes above it. Measured: 25-40 rejections; with a fixed
         # window of 32 (no AIMD) 90-150, and the old lock-step retries failed the stage.
-        assert server.capped <= 50, server.capped
+        assert server.capped <= 60, server.capped
 
 
 def test_a_trickling_answer_is_abandoned_after_timeout_s(tmp_path):
