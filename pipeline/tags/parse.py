@@ -180,16 +180,16 @@ def _prose_line(line: str) -> bool:
 
 
 def judge_answer(text: str | None, finish_reason: str) -> Judgement:
-    """Whether one answer is a usable tag list; failures name why.
+    """Whether one answer is a usable tag list; a failure names why.
 
-    In order: ``null`` (the server sent no content), ``empty`` (blank), ``length`` (cut by
-    ``max_tokens``: an incomplete list is re-asked rather than kept), ``unparseable`` (a
-    markdown table, or no candidate that :func:`plausible_tag` accepts: garbage, special tokens,
-    sentences), ``refusal`` ("I'm sorry, I can't ..." before the list, or anywhere in an
-    unbulleted answer, with fewer than three usable items), ``unparseable`` again for unbulleted
-    prose (a sentence-like line, or under half of its pieces tag-like). Otherwise ``ok``, with
-    every candidate of the answer (including the odd implausible one the cleaner will drop):
-    "Here are 10 tags:\\n1. ..." is the normal case, not a failure.
+    Checked in order: ``null`` (the server sent no content); ``empty`` (blank); ``length`` (cut
+    by ``max_tokens``: an incomplete list is re-asked rather than kept); ``unparseable`` for a
+    markdown table; ``refusal`` ("I'm sorry, I can't ...", "As an AI ...") in an unbulleted
+    answer, or before a list with fewer than three usable items; ``unparseable`` when no
+    candidate passes :func:`plausible_tag` (garbage, special tokens, sentences), or for
+    unbulleted prose (a sentence-like line, or under half of its pieces tag-like). Otherwise
+    ``ok`` with every candidate of the answer (an odd implausible one is left to the cleaner):
+    "Here are 10 tags:\n1. ..." followed by a sign-off is the normal case, not a failure.
     """
     if text is None:
         return Judgement("null", [])
@@ -202,15 +202,18 @@ def judge_answer(text: str | None, finish_reason: str) -> Judgement:
     parsed = parse_response(text)
     usable = [i for i in parsed.items if plausible_tag(i)]
     structured = parsed.form in ("json", "bullets")
-    refusal_zone = _preamble(text) if parsed.form == "bullets" else text
-    if _REFUSAL.search(refusal_zone) and len(usable) < (MIN_LIST_ITEMS if structured else 10**9):
+    if structured:
+        refused = len(usable) < MIN_LIST_ITEMS and bool(_REFUSAL.search(
+            _preamble(text) if parsed.form == "bullets" else text))
+    else:
+        refused = bool(_REFUSAL.search(text))
+    if refused:
         return Judgement("refusal", [])
     if not usable:
         return Judgement("unparseable", [])
     if not structured:
-        body_lines = [line for line in text.splitlines() if line.strip()]
-        if (any(_prose_line(line) for line in body_lines)
-                or len(usable) < MIN_PLAIN_SHARE * len(parsed.items)):
+        lines = [line for line in text.splitlines() if line.strip()]
+        if any(_prose_line(line) for line in lines) or len(usable) < MIN_PLAIN_SHARE * len(parsed.items):
             return Judgement("unparseable", [])
     return Judgement("ok", parsed.items)
 
