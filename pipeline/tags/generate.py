@@ -170,7 +170,7 @@ async def _generate(requests: Iterable[TagRequest], cfg: OpenAIConfig, cache: An
                         stack.push(lambda *exc: cm.__exit__(*exc))
                     opened = await stack.enter_async_context(OpenAIClient(cfg, start_hint=start_hint))
                     await opened.check()
-                except BaseException as err:
+                except Exception as err:  # every later worker gets the same error, no second launch
                     open_error = err
                     raise
                 client = opened
