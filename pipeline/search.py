@@ -87,7 +87,7 @@ def _raw_answers(query: str, params: Path, cfg: SearchConfig) -> list[str]:
     cache.parent.mkdir(parents=True, exist_ok=True)
     answered = generate_answers(requests, text_cfg.openai, cache, total=len(requests),
                                 start_hint=start_hint("tag_text", SERVE_EXAMPLE_TEXT), desc="query tags")
-    return [a.answer.response for a in answered]
+    return [a.answer.response for a in answered if a.ok]  # failed answers give no tags
 
 
 def query_tags(query: str, params: str | Path, cfg: SearchConfig) -> list[str]:

@@ -29,7 +29,7 @@ def main(
     try:
         cfg = load_section(CleanConfig, "clean_tags", params)
         tags = build_tags(cfg, text_raw, video_raw, captions, videos, out, metrics)
-    except (ConfigError, PosTaggerMissing) as err:
+    except (ConfigError, PosTaggerMissing, ValueError, FileNotFoundError) as err:  # bad inputs: one line
         typer.echo(f"clean_tags: {err}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"clean_tags: {len(tags)} items -> {out}")

@@ -33,14 +33,16 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
-def stage_config(cls: type[T], section: str, params: Path, checks: Sequence[str] = ()) -> T:
-    """Load a stage's section; a bad params file exits with its message, not a traceback.
+def stage_config(cls: type[T], section: str, params: Path, checks: Sequence[str] = (),
+                 stage: str | None = None) -> T:
+    """Load a stage's section; a bad params file exits with one line, not a traceback.
 
     ``checks``: the params sections whose agreement with each other must hold before the stage
-    starts (see :mod:`pipeline.params`).
+    starts (see :mod:`pipeline.params`). ``stage`` names the stage in messages (default: the section).
     """
     setup_logging()
-    try:
+
+    def load() -> T:
         config = load_section(cls, section, params)
         if checks:
             from pipeline.params import check_agreement
@@ -49,9 +51,16 @@ def stage_config(cls: type[T], section: str, params: Path, checks: Sequence[str]
             if problems:
                 raise ConfigError(f"{params}: " + "; ".join(problems))
         return config
-    except ConfigError as err:
-        typer.echo(f"config error: {err}", err=True)
-        raise typer.Exit(2) from None
+
+    return run(stage or section, load)
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line (an OS error as '<file>: <reason>')."""
+    if isinstance(err, OSError) and getattr(err, "filename", None) is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
 
 
 def run(stage: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -63,7 +72,7 @@ def run(stage: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     except EXPECTED as err:
         if os.environ.get("MACVR_TRACEBACK"):
             raise
-        message = str(err) if str(err) else type(err).__name__
+        message = one_line(err)
         if isinstance(err, ConfigError):
             message = f"config error: {message}"
         typer.echo(f"{stage}: {message}", err=True)

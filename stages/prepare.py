@@ -1,6 +1,11 @@
 """Stage ``prepare``: build ``videos.parquet`` and ``captions.parquet`` for one dataset.
 
 python -m stages.prepare --params params.yaml --out data/prepared
+
+Expected errors (bad params, missing/malformed annotation files, unusable videos, split
+overlaps, files the OS refuses) end as one line ``prepare: <file or key>: <cause>`` on stderr
+and exit code 1, with no traceback; the output folder is only ever replaced whole, so a failed
+run leaves the previous output (or none) and no partial folder.
 """
 
 from __future__ import annotations

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
 
 from pipeline.config import ConfigError, load_section
-from pipeline.tags.client import RequestFailed, ServerUnreachable
+from pipeline.tags.cache import CacheError
+from pipeline.tags.client import ServerUnreachable
+from pipeline.tags.failures import TaggingFailed
 from pipeline.tags.server import ServerStartError
 from pipeline.tags.tag_text import TagTextConfig, tag_text
 
@@ -24,10 +27,14 @@ def main(
     cache: Path = typer.Option(..., help="answer cache (SQLite), kept outside DVC outs"),
     out: Path = typer.Option(..., help="raw responses Parquet, e.g. data/tags/raw/text_t07.parquet"),
 ) -> None:
+    # Expected failures end in one message, no traceback: bad params or inputs (ValueError, missing
+    # files), no server, or more failed items than allowed (a summary paragraph).
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_section(TagTextConfig, "tag_text", params)
         tag_text(cfg, captions, temperature, cache, out)
-    except (ConfigError, ServerUnreachable, ServerStartError, RequestFailed) as err:
+    except (ConfigError, CacheError, ServerUnreachable, ServerStartError, TaggingFailed,
+            ValueError, FileNotFoundError) as err:
         typer.echo(f"tag_text: {err}", err=True)
         raise typer.Exit(1) from None
 

@@ -2,8 +2,12 @@
 
 The server is a threaded ``http.server`` on 127.0.0.1 with a random port. A ``responder``
 decides each chat/completions answer from the request body and the request's sequence number:
-a normal reply, an HTTP error (with headers such as Retry-After), a delay (to trip client
-timeouts), a dropped connection, or a garbage body. Every request is recorded.
+a normal reply (any content, ``None`` for JSON null, any finish_reason), an HTTP error (with
+headers such as Retry-After), a delay (to trip client timeouts), a dropped connection, a
+garbage body, or a valid body trickled byte by byte. ``max_in_flight`` makes it a server that
+caps concurrent requests (429 above the cap). Bad-answer texts a real LLM produces (refusal,
+prose, markdown table, garbage, an over-long list) are provided as constants, and
+:func:`dead_url` gives an endpoint nobody listens on. Every request is recorded.
 """
 
 from __future__ import annotations
@@ -27,8 +31,37 @@ from PIL import Image, ImageDraw
 
 @dataclass(frozen=True)
 class Reply:
-    text: str
+    text: str | None  # None: the JSON content is null
     finish_reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class Trickle:
+    """Send a valid answer's headers at once, then its body one byte every ``byte_delay_s``."""
+
+    reply: Reply | None = None  # default: the normal reply
+    byte_delay_s: float = 1.0
+
+
+# Answers that are no tag list, as LLMs really produce them.
+REFUSAL = "I'm sorry, but I can't help with that request."
+PROSE = ("The video shows a man riding a horse along the beach at sunset, and the waves are "
+         "crashing onto the shore behind him while he smiles at the camera.")
+TABLE = ("| Tag | Score |\n|-----|-------|\n| sorry | 0.9 |\n| tag | 0.8 |\n| score | 0.7 |")
+GARBAGE = "#@!$ %^&* 0x1F 0x2A ;; {}[] <> ~~ 12345 !! <|reserved_special_token_12|>"
+
+
+def long_list(n: int, prefix: str = "concept") -> str:
+    """An answer that ignores max_tokens: ``n`` bullet items."""
+    return "\n".join(f"- {prefix} {i}" for i in range(n))
+
+
+def dead_url() -> str:
+    """The base URL of a loopback port nobody listens on (a replica that is down)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
 
 
 @dataclass(frozen=True)
@@ -86,11 +119,18 @@ class FakeOpenAIServer:
     """``with FakeOpenAIServer(responder) as server: ... server.base_url ... server.requests``."""
 
     def __init__(self, responder: Responder | None = None, model: str = "fake-model",
-                 delay_s: float = 0.0, port: int = 0) -> None:
+                 delay_s: float = 0.0, port: int = 0, host: str = "127.0.0.1",
+                 max_in_flight: int | None = None, cap_retry_after: str | None = "1") -> None:
         self.responder = responder or (lambda body, n: default_reply(body))
         self._port = port
+        self._host = host
         self.model = model
         self.delay_s = delay_s
+        self.max_in_flight = max_in_flight
+        self.cap_retry_after = cap_retry_after
+        self.in_flight = 0
+        self.peak_in_flight = 0  # most POSTs being answered at once (after the cap)
+        self.capped = 0  # POSTs answered 429 by the cap
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -99,9 +139,9 @@ class FakeOpenAIServer:
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> FakeOpenAIServer:
         handler = _make_handler(self)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
+        self._httpd = ThreadingHTTPServer((self._host, self._port), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 
@@ -140,6 +180,20 @@ class FakeOpenAIServer:
             self.requests.append(rec)
             return sum(r.method == "POST" for r in self.requests) - 1
 
+    def _enter(self) -> bool:
+        """Count one POST in flight; False (and not counted) when over ``max_in_flight``."""
+        with self._lock:
+            if self.max_in_flight is not None and self.in_flight >= self.max_in_flight:
+                self.capped += 1
+                return False
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            return True
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
 
 def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -171,13 +225,20 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(length) or b"{}")
             rec = Recorded("POST", self.path, dict(self.headers), copy.deepcopy(body))
             n = server._record(rec)
-            if server.delay_s:
-                time.sleep(server.delay_s)
-            action = server.responder(body, n)
+            if not server._enter():
+                headers = {"Retry-After": server.cap_retry_after} if server.cap_retry_after else {}
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self._send(429, b'{"error": "too many requests in flight"}', headers)
+                return
             try:
+                if server.delay_s:
+                    time.sleep(server.delay_s)
+                action = server.responder(body, n)
                 self._act(action, body, rec)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (timeout): nothing to answer
+            finally:
+                server._leave()
 
         def _act(self, action: object, body: dict, rec: Recorded) -> None:
             if action is None:
@@ -194,16 +255,32 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 return self._send(200, action.body, ctype="text/html")
             if isinstance(action, Status):
                 return self._send(action.code, action.body.encode(), action.headers)
+            if isinstance(action, Trickle):
+                payload = self._payload(action.reply or default_reply(body), body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.flush()
+                for i in range(len(payload)):
+                    self.wfile.write(payload[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(action.byte_delay_s)
+                rec.answered = True
+                return None
             assert isinstance(action, Reply), action
+            self._send(200, self._payload(action, body))
+            rec.answered = True
+            return None
+
+        def _payload(self, action: Reply, body: dict) -> bytes:
             chat = self.path.endswith("/chat/completions")
             choice = ({"index": 0, "message": {"role": "assistant", "content": action.text},
                        "finish_reason": action.finish_reason} if chat else
                       {"index": 0, "text": action.text, "finish_reason": action.finish_reason})
             payload = {"id": "fake", "object": "chat.completion" if chat else "text_completion",
                        "model": body.get("model", server.model), "choices": [choice]}
-            self._send(200, json.dumps(payload).encode())
-            rec.answered = True
-            return None
+            return json.dumps(payload).encode()
 
     return Handler
 
@@ -274,7 +351,8 @@ def default_params(base_url: str = "http://127.0.0.1:9/v1", model: str = "fake-m
     openai = {"base_urls": [base_url], "model": model, "revision": "main",
               "api_key_env": "MACVR_OPENAI_API_KEY", "concurrency": 4, "timeout_s": 30.0,
               "max_retries": 3, "backoff_s": 0.01, "max_backoff_s": 0.05, "top_p": 0.9,
-              "max_tokens": 128, "structured_outputs": None, "launch": False,
+              "max_tokens": 128, "structured_outputs": None, "max_attempts": 3, "max_tags": 30,
+              "max_failed_fraction": 0.0, "breaker_failures": 5, "launch": False,
               "launch_command": [], "launch_timeout_s": 900.0}
     return {
         "tag_text": {"backend": "offline", "seed": 1234, "prompt": "text_appx_c", "api": "chat",
@@ -301,15 +379,17 @@ def main(argv: list[str] | None = None) -> None:
     ``launch: true`` tests, which start a server process the way a stage would)."""
     import argparse
     import signal
+    import sys
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="0.0.0.0")  # like vllm serve: every interface unless told
     parser.add_argument("--model", default="fake-model")
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with FakeOpenAIServer(model=args.model, port=args.port):
-        print(f"fake server on 127.0.0.1:{args.port}", flush=True)
+    with FakeOpenAIServer(model=args.model, port=args.port, host=args.host):
+        print(f"fake server on {args.host}:{args.port} argv={sys.argv[1:]}", flush=True)
         stop.wait()
 
 

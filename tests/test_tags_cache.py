@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from pipeline.config import from_mapping
-from pipeline.tags.cache import Answer, AnswerCache, request_key
+from pipeline.tags.cache import Answer, AnswerCache, CacheError, Entry, request_key
 from pipeline.tags.generate import generate_answers
 from pipeline.tags.inputs import Caption
 from pipeline.tags.prompts import load_prompt
@@ -41,24 +41,26 @@ def test_key_is_canonical_and_sensitive_to_every_field():
 def test_answers_persist_across_reopen_in_wal_mode(tmp_path):
     path = tmp_path / "cache.sqlite"
     with AnswerCache(path) as cache:
-        cache.put("k1", Answer("- a\n- b", "stop", "m", 0.5))
-        cache.put("k2", Answer("", "length", "m", 1.5))
-        assert len(cache) == 2
+        cache.put("k1", Answer("- a\n- b", "stop", "m", 0.5), "ok")
+        cache.put("k2", Answer("", "length", "m", 1.5), "empty")
+        cache.put("k3", Answer(None, "stop", "m", 0.1), "null")
+        assert len(cache) == 3
         # Committed per answer: another connection sees both while this one is still open.
         other = sqlite3.connect(path)
-        assert other.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 2
+        assert other.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 3
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         other.close()
     with AnswerCache(path) as cache:
-        assert cache.get("k1") == Answer("- a\n- b", "stop", "m", 0.5)
-        assert cache.get("k2") == Answer("", "length", "m", 1.5)
+        assert cache.get("k1") == Entry(Answer("- a\n- b", "stop", "m", 0.5), "ok")
+        assert cache.get("k2") == Entry(Answer("", "length", "m", 1.5), "empty")
+        assert cache.get("k3") == Entry(Answer(None, "stop", "m", 0.1), "null")  # null is not ""
         assert cache.get("nope") is None
 
 
 def test_corrupt_cache_file_names_itself(tmp_path):
     path = tmp_path / "cache.sqlite"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(RuntimeError, match="cache.sqlite: cannot open the tag answer cache"):
+    with pytest.raises(CacheError, match="cache.sqlite: cannot open the tag answer cache"):
         AnswerCache(path)
 
 
@@ -85,6 +87,7 @@ def test_rerun_asks_only_for_missing_answers(tmp_path):
         assert len(server.posts()) == 10  # only the 4 new captions were asked
         assert [a.cached for a in second] == [True] * 6 + [False] * 4
         assert [a.answer for a in second[:6]] == [a.answer for a in first]
+        assert all(a.ok and a.attempt == 0 for a in second)
         # A different temperature is a different request (new seed, new key).
         generate_answers(text_requests(captions[:2], cfg, prompt, 0.8), cfg.openai, cache, 2, "", "t")
         assert len(server.posts()) == 12
@@ -93,16 +96,17 @@ def test_rerun_asks_only_for_missing_answers(tmp_path):
     assert all(a.cached for a in third) and [a.answer for a in third] == [a.answer for a in second]
 
 
-def test_a_failed_request_keeps_the_answers_before_it(tmp_path):
+def test_a_failed_request_does_not_stop_the_others(tmp_path):
     captions = [Caption(f"c{i}", f"caption {i}") for i in range(5)]
-    bad = {"caption 3"}
     def responder(body, n):
-        return Status(400) if any(b in body["messages"][-1]["content"] for b in bad) else None
+        return Status(400) if "caption 3" in body["messages"][-1]["content"] else None
     cache = tmp_path / "cache.sqlite"
     with FakeOpenAIServer(responder) as server:
         cfg = text_cfg(server.base_url, concurrency=1)
-        with pytest.raises(Exception, match="item 'c3'"):
-            generate_answers(text_requests(captions, cfg, load_prompt(cfg.prompt), 0.7), cfg.openai,
-                             cache, 5, "", "t")
+        answers = generate_answers(text_requests(captions, cfg, load_prompt(cfg.prompt), 0.7),
+                                   cfg.openai, cache, 5, "", "t")
+    assert [a.verdict for a in answers] == ["ok", "ok", "ok", "http_4xx", "ok"]
+    assert "HTTP 400" in answers[3].detail and answers[3].answer is None and answers[3].items == []
+    assert len(server.posts()) == 5  # a 4xx is not retried, nor re-asked with another seed
     with AnswerCache(cache) as c:
-        assert len(c) == 3  # c0..c2 answered and committed before c3 failed
+        assert len(c) == 4  # every answer committed; the refused request left nothing

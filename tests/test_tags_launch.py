@@ -10,7 +10,8 @@ import pytest
 
 from pipeline.config import from_mapping
 from pipeline.tags.raw import read_raw
-from pipeline.tags.server import ServerStartError, health_url, launched_server
+from pipeline.config import ConfigError
+from pipeline.tags.server import ServerStartError, health_url, launch_argv, launched_server
 from pipeline.tags.tag_text import TagTextConfig, tag_text
 from tests.tags_fake_server import default_params, write_captions_parquet
 
@@ -57,7 +58,10 @@ def test_stage_launches_and_stops_its_server(tmp_path):
     assert [r.item_id for r in rows] == ["c0", "c1", "c2"]
     assert all(r.response.startswith("- tag of caption") for r in rows)
     assert not listening(port)  # stopped again
-    assert "fake server on 127.0.0.1" in (tmp_path / "cache.server.log").read_text()
+    log = (tmp_path / "cache.server.log").read_text()
+    # The command had no --host: the stage bound the server to base_url's loopback host (the
+    # fake server, like vllm serve, would otherwise listen on every interface).
+    assert f"fake server on 127.0.0.1:{port} " in log and "'--host', '127.0.0.1'" in log
     # Fully cached: nothing to ask, so nothing is launched (this command would fail).
     broken = [sys.executable, "-c", "raise SystemExit(9)"]
     rows2 = tag_text(launch_cfg(port, broken), captions, 0.7, cache, tmp_path / "out2.parquet")
@@ -77,3 +81,30 @@ def test_a_server_that_never_gets_healthy_times_out(tmp_path):
     with pytest.raises(ServerStartError, match="not healthy after 2 s"):
         with launched_server(command, f"http://127.0.0.1:{free_port()}/v1", 2, tmp_path / "s.log"):
             pass
+
+
+def test_launch_argv_binds_to_the_base_url_host():
+    vllm = ["vllm", "serve", "m", "--port", "8000", "--dtype", "bfloat16"]
+    assert launch_argv(vllm, "http://127.0.0.1:8000/v1") == vllm + ["--host", "127.0.0.1"]
+    assert launch_argv(["vllm", "serve", "m"], "http://localhost:8001/v1") == [
+        "vllm", "serve", "m", "--host", "localhost", "--port", "8001"]
+    assert launch_argv(["s", "--port=9000"], "http://[::1]:9000/v1") == ["s", "--port=9000", "--host", "::1"]
+    explicit = ["vllm", "serve", "m", "--host", "0.0.0.0", "--port", "8000"]
+    assert launch_argv(explicit, "http://127.0.0.1:8000/v1") == explicit  # the user's own choice
+    assert launch_argv(["s", "--host=10.0.0.5"], "https://gpu:8443/v1") == ["s", "--host=10.0.0.5", "--port", "8443"]
+    with pytest.raises(ValueError, match="--port 8000 but base_url http://127.0.0.1:8001/v1 uses port 8001"):
+        launch_argv(vllm, "http://127.0.0.1:8001/v1")
+
+
+def test_default_launch_commands_bind_to_loopback():
+    import yaml
+    from pipeline.tags.client import OpenAIConfig
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section in ("tag_text", "tag_video"):
+        raw = params[section]["openai"] | {"launch": True}
+        cfg = from_mapping(OpenAIConfig, raw, section)
+        argv = launch_argv(cfg.launch_command, cfg.base_urls[0])
+        assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    raw = params["tag_text"]["openai"] | {"launch": True, "base_urls": ["http://127.0.0.1:9999/v1"]}
+    with pytest.raises(ConfigError, match="--port 8000 but base_url"):
+        from_mapping(OpenAIConfig, raw, "tag_text.openai")

@@ -18,7 +18,7 @@ from pipeline.tags.inputs import iter_video_frames
 from pipeline.tags.lexicon import load_stopwords
 from pipeline.tags.parse import parse_response
 from pipeline.tags.pos import load_pos_tagger
-from pipeline.tags.raw import RAW_SCHEMA, RawRow, read_raw, write_raw
+from pipeline.tags.raw import FAILURES, RAW_SCHEMA, RawRow, read_raw, write_raw
 from pipeline.tags.seeds import derive_seed
 from pipeline.tags.tag_video import TagVideoConfig, tag_video
 from stages import clean_tags, tag_text
@@ -89,7 +89,8 @@ def test_raw_files_follow_the_contract(tagged):
             assert list(df["seed"]) == [derive_seed(1234, i, t) for i in ids]
             assert df["model"].iloc[0] == f"macvr-offline-{'text' if modality == 'text' else 'visual'}"
             assert df["revision"].iloc[0].startswith("lexicon-") and len(df["prompt_hash"].iloc[0]) == 64
-            assert all(parse_response(r).status == "ok" for r in df["response"])
+            assert (df["verdict"] == "ok").all() and (df["attempt"] == 0).all() and (df["detail"] == "").all()
+            assert [list(c) for c in df["candidates"]] == [parse_response(r).items for r in df["response"]]
             answers[key] = list(df["response"])
         for i in range(len(ids)):  # the four temperatures give four different answers per item
             assert len({answers[k][i] for k in TEMPS}) == 4
@@ -132,36 +133,57 @@ def test_metrics_match_a_direct_count(tagged):
             assert got["avg_tags"] == pytest.approx(total / len(rows), abs=1e-4)
         assert "val" not in metrics[modality]
     assert metrics["responses"]["visual"] == {
-        "responses": 12, "empty": 0, "unparseable": 0, "truncated": 0, "no_tags_after_cleaning": 0,
-        "items_missing_temperatures": 0, "items_without_responses": 1}
+        "responses": 12, "tagged": 12, "too_long": 0, "failed": 0, "no_tags_after_cleaning": 0,
+        "items_missing_temperatures": 0, "items_failed": 0, "items_without_responses": 1}
     assert metrics["responses"]["textual"]["responses"] == 20
+    assert metrics["failed"]["visual"] == {**dict.fromkeys(FAILURES, 0), "total": 0}
     assert set(metrics["dropped"]["textual"]) == {"empty", "too_long", "noun_verb", "duplicate"}
 
 
-def test_clean_counts_bad_answers_and_refuses_inconsistent_inputs(data, tmp_path):
+def raw_row(item: str, t: float, verdict: str, candidates: list[str] | None) -> RawRow:
+    detail = "" if candidates is not None else f"failed: {verdict}"
+    return RawRow(item, t, 0, 0, "m", "r", "h", None if candidates is None else "- x", "stop", verdict,
+                  detail, candidates)
+
+
+def test_clean_uses_kept_answers_only_and_counts_failures(data, tmp_path):
     cfg = from_mapping(CleanConfig, default_params()["clean_tags"], "t")
-    def raw(path, t, answers, finish="stop"):
-        write_raw([RawRow(i, t, 0, "m", "r", "h", a, finish, 0.1) for i, a in answers.items()], path)
-    raw(tmp_path / "a.parquet", 0.7, {"v0#0": "", "v0#1": "???", "v1#0": "- the man is riding a horse"})
-    raw(tmp_path / "b.parquet", 0.8, {"v0#0": "- motion\n- growth\n- sli", "v0#1": "- motion\n"},
-        finish="length")
+    write_raw([raw_row("v0#0", 0.7, "empty", None), raw_row("v0#1", 0.7, "refusal", None),
+               raw_row("v1#0", 0.7, "ok", ["the man is riding a horse"])], tmp_path / "a.parquet")
+    write_raw([raw_row("v0#0", 0.8, "too_long", ["motion", "growth"]),
+               raw_row("v0#1", 0.8, "http_4xx", None)], tmp_path / "b.parquet")
     build_tags(cfg, [tmp_path / "b.parquet", tmp_path / "a.parquet"], [], data / "captions.parquet",
                data / "videos.parquet", tmp_path / "tags.parquet", tmp_path / "m.json")
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["responses"]["textual"] == {
-        "responses": 5, "empty": 1, "unparseable": 1, "truncated": 2, "no_tags_after_cleaning": 1,
-        "items_missing_temperatures": 1, "items_without_responses": 2}
+        "responses": 5, "tagged": 2, "too_long": 1, "failed": 3, "no_tags_after_cleaning": 1,
+        "items_missing_temperatures": 3, "items_failed": 1, "items_without_responses": 2}
+    assert m["failed"]["textual"] == {**dict.fromkeys(FAILURES, 0), "empty": 1, "refusal": 1,
+                                      "http_4xx": 1, "total": 3}
     tags = pd.read_parquet(tmp_path / "tags.parquet").set_index("item_id")["tags"]
-    assert list(tags["v1#0"]) == [] and list(tags["v0#0"]) == ["motion", "growth"]  # "sli" was cut
-    assert list(tags["v0#1"]) == ["motion"]  # ends with a newline: its last item is whole
+    assert list(tags["v0#0"]) == ["motion", "growth"]  # its t07 answer failed: t08's alone
+    assert list(tags["v1#0"]) == []  # a kept answer that cleaning emptied: an empty list
+    assert "v0#1" not in tags.index  # failed at every temperature: no row, no invented tags
     assert m["textual"]["train"]["items_without_tags"] == 1
-    raw(tmp_path / "c.parquet", 0.7, {"nope": "- x"})
+    write_raw([raw_row("nope", 0.7, "ok", ["x"])], tmp_path / "c.parquet")
     with pytest.raises(ValueError, match="unknown item 'nope'"):
         build_tags(cfg, [tmp_path / "c.parquet"], [], data / "captions.parquet", data / "videos.parquet",
                    tmp_path / "t.parquet", tmp_path / "m.json")
     with pytest.raises(ValueError, match="share a temperature"):
         build_tags(cfg, [tmp_path / "a.parquet", tmp_path / "a.parquet"], [], data / "captions.parquet",
                    data / "videos.parquet", tmp_path / "t.parquet", tmp_path / "m.json")
+
+
+def test_raw_rows_refuse_inconsistent_verdicts(tmp_path):
+    with pytest.raises(ValueError, match="unknown verdict 'great'"):
+        raw_row("a", 0.7, "great", ["x"])
+    with pytest.raises(ValueError, match="candidates must be given exactly when"):
+        raw_row("a", 0.7, "ok", None)
+    with pytest.raises(ValueError, match="candidates must be given exactly when"):
+        RawRow("a", 0.7, 0, 0, "m", "r", "h", "", "stop", "empty", "", [])
+    pd.DataFrame({"item_id": ["a"], "response": ["- x"]}).to_parquet(tmp_path / "old.parquet")
+    with pytest.raises(ValueError, match="rerun the tag stages"):
+        read_raw(tmp_path / "old.parquet")
 
 
 def test_tag_video_sends_frames_in_order_to_the_server(data, tmp_path):
@@ -212,3 +234,15 @@ def test_config_errors_name_the_key(data, tmp_path):
     bad = params | {"openai": params["openai"] | {"launch": True}}
     with pytest.raises(ConfigError, match="launch: true needs exactly one base_url and a launch_command"):
         from_mapping(TagVideoConfig, bad, "t")
+
+
+def test_clean_tags_stage_reports_bad_inputs_in_one_line(data, tmp_path):
+    pd.DataFrame({"item_id": ["v0#0"], "response": ["- x"]}).to_parquet(tmp_path / "old.parquet")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params()))
+    base = ["--params", tmp_path / "params.yaml", "--captions", data / "captions.parquet", "--videos",
+            data / "videos.parquet", "--out", tmp_path / "tags.parquet", "--metrics", tmp_path / "m.json"]
+    for raw, message in ((tmp_path / "old.parquet", "old.parquet: not a raw tag-response file of this version"),
+                         (tmp_path / "missing.parquet", "missing.parquet: not found")):
+        result = CliRunner().invoke(clean_tags.app, [str(a) for a in base + ["--text-raw", raw]])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+        assert message in result.stderr and not (tmp_path / "tags.parquet").exists()

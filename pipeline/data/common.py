@@ -60,6 +60,13 @@ def load_json(path: Path) -> Any:
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path}: malformed JSON ({err.msg} at line {err.lineno}, "
                            f"column {err.colno})") from None
+    except UnicodeDecodeError as err:
+        raise DatasetError(not_utf8(path, err)) from None
+
+
+def not_utf8(path: Path, err: UnicodeDecodeError) -> str:
+    """The message for an annotation file that is not UTF-8 text (e.g. a video given as json)."""
+    return f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})"
 
 
 def paragraph(sentences: Iterable[str]) -> str:

@@ -18,6 +18,7 @@ from pipeline.data.common import (
     check_disjoint,
     load_json,
     locate,
+    not_utf8,
     require_file,
     video_index,
 )
@@ -41,12 +42,17 @@ class MsrvttConfig:
 
 
 def _read_csv(path: Path, columns: list[str]) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetError(f"{path}: missing column(s) {missing}; header is {reader.fieldnames}")
-        return [{c: (row[c] or "").strip() for c in columns} for row in reader]
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DatasetError(f"{path}: missing column(s) {missing}; header is {reader.fieldnames}")
+            return [{c: (row[c] or "").strip() for c in columns} for row in reader]
+    except UnicodeDecodeError as err:
+        raise DatasetError(not_utf8(path, err)) from None
+    except csv.Error as err:
+        raise DatasetError(f"{path}: malformed CSV ({err})") from None
 
 
 def read_train_ids(path: Path) -> list[str]:
@@ -54,7 +60,10 @@ def read_train_ids(path: Path) -> list[str]:
     if path.suffix.lower() == ".csv":
         ids = [row["video_id"] for row in _read_csv(path, ["video_id"])]
     else:
-        ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        try:
+            ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        except UnicodeDecodeError as err:
+            raise DatasetError(not_utf8(path, err)) from None
     ids = [i for i in ids if i]
     dup = sorted(i for i, n in Counter(ids).items() if n > 1)
     if dup:

@@ -5,9 +5,11 @@ metadata, captions get ids ``<video_id>#<caption_index>``, both tables are valid
 ``pipeline.data.schema``, and the output folder (tables, ``summary.json``, and for the synthetic
 dataset its ``videos/`` and ``synthetic_truth.json``) replaces the old one whole, atomically.
 
-Unusable videos (no file found, empty, unreadable) stop the stage with ``on_missing: raise``,
-naming each; with ``on_missing: skip`` they and their captions are left out and listed in
-``summary.json`` — public dumps of DiDeMo and ActivityNet always miss some videos.
+Unusable videos (no file found, empty, unreadable) stop the stage with ``on_missing: raise``:
+every video is located and probed first, so one run reports all of them (a count per cause and
+the first few, each with its file and cause), not only the first. With ``on_missing: skip``
+they and their captions are left out and listed in ``summary.json`` — public dumps of DiDeMo
+and ActivityNet always miss some videos.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tqdm import tqdm
 from pipeline.config import registry_field
 from pipeline.data.common import Annotations, DatasetError
 from pipeline.data.datasets import DATASETS, SourceConfig
-from pipeline.data.probe import VideoProbeError, probe_video
+from pipeline.data.probe import VideoInfo, VideoProbeError, probe_video
 from pipeline.data.schema import (
     CAPTIONS_SCHEMA,
     SPLITS,
@@ -119,27 +121,32 @@ def _refuse_foreign_dir(out_dir: Path) -> None:
                            f"refusing to replace it")
 
 
+SHOWN_UNUSABLE = 10  # unusable videos named in the on_missing: raise error
+
+
 def assemble(annotations: Annotations, on_missing: str) -> tuple[pd.DataFrame, pd.DataFrame,
                                                                  list[dict]]:
     """Probe the located videos and build validated tables; also return the skipped videos."""
     dataset = annotations.dataset
-    missing = [v for v in annotations.videos if v.problem]
-    if missing and on_missing == "raise":
-        shown = "; ".join(f"{v.video_id} ({v.split}): {v.problem}" for v in missing[:5])
-        raise PrepareError(f"{dataset}: {len(missing)} of {len(annotations.videos)} videos have no "
-                           f"file: {shown}" + (" ..." if len(missing) > 5 else "")
-                           + " (set prepare.on_missing: skip to leave them out)")
-    skipped = [{"video_id": v.video_id, "split": v.split, "reason": v.problem} for v in missing]
-    rows = []
+    unusable: dict[str, tuple[str, str]] = {}  # video_id -> (cause, message)
+    for v in annotations.videos:
+        if v.problem:
+            unusable[v.video_id] = ("missing", v.problem)
+    probed: dict[str, VideoInfo] = {}
     found = [v for v in annotations.videos if not v.problem]
     for entry in tqdm(found, desc=f"probing {dataset} videos", unit="video"):
         try:
-            info = probe_video(entry.probe_path)
+            probed[entry.video_id] = probe_video(entry.probe_path)
         except VideoProbeError as err:
-            if on_missing == "raise":
-                raise PrepareError(f"{dataset}: video {entry.video_id} ({entry.split}): {err} "
-                                   f"(set prepare.on_missing: skip to leave it out)") from None
-            skipped.append({"video_id": entry.video_id, "split": entry.split, "reason": str(err)})
+            unusable[entry.video_id] = (err.cause, str(err))
+    if unusable and on_missing == "raise":
+        raise PrepareError(_unusable_message(annotations, unusable))
+    skipped = [{"video_id": v.video_id, "split": v.split, "reason": unusable[v.video_id][1]}
+               for v in annotations.videos if v.video_id in unusable]
+    rows = []
+    for entry in found:
+        info = probed.get(entry.video_id)
+        if info is None:
             continue
         rows.append({"video_id": entry.video_id, "path": entry.path, "split": entry.split,
                      "duration": info.duration, "fps": info.fps, "num_frames": info.num_frames,
@@ -153,6 +160,19 @@ def assemble(annotations: Annotations, on_missing: str) -> tuple[pd.DataFrame, p
     videos = validate_videos(pd.DataFrame(rows, columns=VIDEOS_SCHEMA.names))
     captions = validate_captions(_caption_rows(annotations, videos), videos)
     return videos, captions, skipped
+
+
+def _unusable_message(annotations: Annotations, unusable: dict[str, tuple[str, str]]) -> str:
+    """One line: how many videos are unusable, by cause, and the first few with their files."""
+    causes = Counter(cause for cause, _ in unusable.values())
+    by_cause = ", ".join(f"{n} {cause}" for cause, n in sorted(causes.items()))
+    listed = [v for v in annotations.videos if v.video_id in unusable]
+    shown = "; ".join(f"{v.video_id} ({v.split}): {unusable[v.video_id][1]}"
+                      for v in listed[:SHOWN_UNUSABLE])
+    more = f"; ... and {len(listed) - SHOWN_UNUSABLE} more" if len(listed) > SHOWN_UNUSABLE else ""
+    return (f"{annotations.dataset}: {len(unusable)} of {len(annotations.videos)} videos are unusable "
+            f"({by_cause}): {shown}{more} (set prepare.on_missing: skip to leave them out; "
+            f"summary.json then lists them)")
 
 
 def _caption_rows(annotations: Annotations, videos: pd.DataFrame) -> pd.DataFrame:

@@ -13,7 +13,14 @@ from pathlib import Path
 
 
 class VideoProbeError(RuntimeError):
-    """A video file is missing, empty or unreadable; the message names the file and the cause."""
+    """A video file is missing, empty or unreadable; the message names the file and the cause.
+
+    ``cause`` is one word for counting: missing, empty or unreadable.
+    """
+
+    def __init__(self, message: str, cause: str = "unreadable") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -36,9 +43,9 @@ def probe_video(path: str | Path) -> VideoInfo:
 
     path = Path(path)
     if not path.is_file():
-        raise VideoProbeError(f"{path}: video file not found")
+        raise VideoProbeError(f"{path}: video file not found", "missing")
     if path.stat().st_size == 0:
-        raise VideoProbeError(f"{path}: video file is empty")
+        raise VideoProbeError(f"{path}: video file is empty", "empty")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:

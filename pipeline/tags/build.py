@@ -2,8 +2,10 @@
 
 Each raw file holds one temperature; files are merged in increasing temperature (t07, t08,
 t09, t10), so an item's tags start with its t07 tags and later temperatures only add new ones.
-An answer cut by ``max_tokens`` (finish_reason "length", no final newline) loses its last,
-cut-off item.
+Only kept answers (verdict ``ok``/``too_long``) contribute, through the candidate tags the tag
+stage parsed and capped; a failed (item, temperature) contributes nothing and is counted by
+reason in ``metrics["failed"]``. An item with no kept answer at all gets no row (never an
+invented empty tag list); one whose kept answers all clean to nothing gets an empty list.
 Splits come from the prepared data (videos.parquet for visual tags, captions.parquet for
 textual tags); rows follow the prepared files' order.
 """
@@ -19,9 +21,8 @@ import pyarrow as pa
 from pipeline.io import read_parquet, write_json, write_parquet
 from pipeline.tags.clean import CleanConfig, TagCleaner, merge_ordered, normalise
 from pipeline.tags.lexicon import load_stopwords
-from pipeline.tags.parse import Parsed, parse_response
 from pipeline.tags.pos import load_pos_tagger
-from pipeline.tags.raw import read_raw
+from pipeline.tags.raw import FAILURES, TAGGED, read_raw
 from pipeline.tags.stats import ResponseCounts, tag_statistics
 
 TAGS_SCHEMA = pa.schema([("item_id", pa.string()), ("modality", pa.string()),
@@ -49,35 +50,38 @@ def load_temperatures(paths: Sequence[Path]) -> list[tuple[float, pd.DataFrame]]
 
 
 def clean_modality(raw_paths: Sequence[Path], splits: dict[str, str], modality: str,
-                   cleaner: TagCleaner) -> tuple[list[dict], ResponseCounts]:
-    """Rows of ``tags.parquet`` for one modality, and how its raw answers looked."""
+                   cleaner: TagCleaner) -> tuple[list[dict], ResponseCounts, dict[str, int]]:
+    """Rows of ``tags.parquet`` for one modality, how its raw answers looked, failures by reason."""
     counts = ResponseCounts()
-    per_item: dict[str, list[list[str]]] = {}
-    parsed_all = []
+    failed = dict.fromkeys(FAILURES, 0)
+    kept: list[tuple[str, list[str]]] = []
+    seen: set[str] = set()
     for _, df in load_temperatures(raw_paths):
-        for item, response, finish in zip(df["item_id"], df["response"], df["finish_reason"]):
+        for item, verdict, candidates in zip(df["item_id"], df["verdict"], df["candidates"]):
             if item not in splits:
                 raise ValueError(f"{modality} answer for unknown item {item!r} (not in the prepared data)")
-            parsed = parse_response(response)
-            if finish == "length" and parsed.items and not response.endswith("\n"):
-                # max_tokens cut the answer mid-item ("- Sli"): that last item is not a tag.
-                parsed = Parsed(parsed.status, parsed.items[:-1])
+            seen.add(item)
             counts.responses += 1
-            counts.empty += parsed.status == "empty"
-            counts.unparseable += parsed.status == "unparseable"
-            counts.truncated += finish == "length"
-            parsed_all.append((item, parsed))
-    cleaner.prime(normalise(i, cleaner.stopwords) for _, p in parsed_all for i in p.items)
-    for item, parsed in parsed_all:
-        tags = cleaner.clean(parsed.items)
-        counts.no_tags_after_cleaning += parsed.status == "ok" and not tags
+            if verdict in TAGGED:
+                counts.tagged += 1
+                counts.too_long += verdict == "too_long"
+                kept.append((item, [str(c) for c in candidates]))
+            else:
+                counts.failed += 1
+                failed[verdict] += 1
+    cleaner.prime(normalise(i, cleaner.stopwords) for _, items in kept for i in items)
+    per_item: dict[str, list[list[str]]] = {}
+    for item, items in kept:
+        tags = cleaner.clean(items)
+        counts.no_tags_after_cleaning += not tags
         per_item.setdefault(item, []).append(tags)
     n_temps = len(raw_paths)
-    counts.items_missing_temperatures = sum(len(v) < n_temps for v in per_item.values())
-    counts.items_without_responses = sum(i not in per_item for i in splits)
+    counts.items_missing_temperatures = sum(len(per_item.get(i, [])) < n_temps for i in seen)
+    counts.items_failed = sum(i not in per_item for i in seen)
+    counts.items_without_responses = sum(i not in seen for i in splits)
     rows = [{"item_id": i, "modality": modality, "split": split, "tags": merge_ordered(per_item[i])}
             for i, split in splits.items() if i in per_item]
-    return rows, counts
+    return rows, counts, failed
 
 
 def build_tags(cfg: CleanConfig, text_raw: Sequence[Path], video_raw: Sequence[Path],
@@ -88,19 +92,21 @@ def build_tags(cfg: CleanConfig, text_raw: Sequence[Path], video_raw: Sequence[P
     stopwords = load_stopwords(cfg.stopwords)
     pos = load_pos_tagger(cfg.pos_model) if cfg.drop_noun_verb else None
     rows: list[dict] = []
-    responses, dropped = {}, {}
+    responses, dropped, failed = {}, {}, {}
     for modality, paths, source, id_column in (("visual", video_raw, videos_path, "video_id"),
                                                 ("textual", text_raw, captions_path, "caption_id")):
         if not paths:
             continue
         cleaner = TagCleaner(cfg, stopwords, pos)
-        mod_rows, counts = clean_modality(paths, read_splits(source, id_column), modality, cleaner)
+        mod_rows, counts, mod_failed = clean_modality(paths, read_splits(source, id_column), modality,
+                                                      cleaner)
         rows += mod_rows
         responses[modality] = counts.as_dict()
+        failed[modality] = {**mod_failed, "total": counts.failed}
         dropped[modality] = {r: cleaner.dropped[r] for r in ("empty", "too_long", "noun_verb", "duplicate")}
     table = pa.Table.from_pylist(rows, schema=TAGS_SCHEMA)
     write_parquet(table, out_path)
     tags = table.to_pandas()
-    metrics = {**tag_statistics(tags), "responses": responses, "dropped": dropped}
+    metrics = {**tag_statistics(tags), "responses": responses, "failed": failed, "dropped": dropped}
     write_json(metrics, metrics_path)
     return tags

@@ -1,10 +1,17 @@
-"""Content-addressed answer cache (SQLite, WAL, one commit per answer).
+"""Content-addressed answer cache (SQLite, WAL, one commit per answer), with each answer's verdict.
 
 The key is the SHA-256 of everything that decides an answer: the model revision, the API path
 and the full request body (model name, prompt + input, temperature, top_p, seed, max_tokens,
 structured-output constraint). The endpoint is deliberately not part of it, so any replica may
 answer. Each answer is committed on its own, so a stage killed at any point (``kill -9``
 included) loses at most the requests that were in flight.
+
+The cache keeps what the server said even when it was no tag list (empty, null, a refusal...):
+useful for debugging, and never served as tags. Each row records the verdict it got when it was
+stored (``pipeline.tags.parse.judge_answer``); readers re-judge with the current validator, so a
+cache written by an older version (no verdict column: migrated in place on open) or an improved
+validator never smuggles a bad answer through. ``null_content`` tells a JSON ``null`` answer
+from an empty string.
 """
 
 from __future__ import annotations
@@ -24,19 +31,35 @@ CREATE TABLE IF NOT EXISTS answers (
     finish_reason TEXT NOT NULL,
     model TEXT NOT NULL,
     latency_s REAL NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    null_content INTEGER NOT NULL DEFAULT 0,
+    verdict TEXT
 )
 """
+# Columns added after the first release, with their definitions (for in-place migration).
+_ADDED_COLUMNS = {"null_content": "INTEGER NOT NULL DEFAULT 0", "verdict": "TEXT"}
 
 
 @dataclass(frozen=True)
 class Answer:
-    """A cached model answer."""
+    """A model answer as the server sent it (``response`` is None for JSON ``null`` content)."""
 
-    response: str
+    response: str | None
     finish_reason: str
     model: str
     latency_s: float
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A stored answer and the verdict it got when stored (None: stored before verdicts)."""
+
+    answer: Answer
+    verdict: str | None
+
+
+class CacheError(RuntimeError):
+    """The cache file cannot be opened (corrupt, not a database)."""
 
 
 def request_key(revision: str, path: str, body: dict[str, Any]) -> str:
@@ -47,7 +70,7 @@ def request_key(revision: str, path: str, body: dict[str, Any]) -> str:
 
 
 class AnswerCache:
-    """``with AnswerCache(path) as cache: cache.get(key) / cache.put(key, answer)``."""
+    """``with AnswerCache(path) as cache: cache.get(key) / cache.put(key, answer, verdict)``."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -59,23 +82,45 @@ class AnswerCache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            self._migrate()
         except sqlite3.DatabaseError as err:
-            raise RuntimeError(f"{self.path}: cannot open the tag answer cache ({err}); "
+            raise CacheError(f"{self.path}: cannot open the tag answer cache ({err}); "
                                f"delete it to start over") from None
 
-    def get(self, key: str) -> Answer | None:
-        row = self._db.execute(
-            "SELECT response, finish_reason, model, latency_s FROM answers WHERE key = ?", (key,)
-        ).fetchone()
-        return Answer(*row) if row else None
+    def _migrate(self) -> None:
+        """Add the columns older caches lack (in one write transaction: stages may share a cache)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(answers)")}
+            for name, definition in _ADDED_COLUMNS.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE answers ADD COLUMN {name} {definition}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
-    def put(self, key: str, answer: Answer) -> None:
-        """Store one answer and commit it (autocommit mode: one transaction per statement)."""
+    def get(self, key: str) -> Entry | None:
+        row = self._db.execute(
+            "SELECT response, finish_reason, model, latency_s, null_content, verdict FROM answers "
+            "WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        response, finish, model, latency, null_content, verdict = row
+        return Entry(Answer(None if null_content else response, finish, model, latency), verdict)
+
+    def put(self, key: str, answer: Answer, verdict: str) -> None:
+        """Store one answer with its verdict and commit it (autocommit: one transaction each)."""
         self._db.execute(
-            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?)",
-            (key, answer.response, answer.finish_reason, answer.model, answer.latency_s,
-             time.time()),
+            "INSERT OR REPLACE INTO answers (key, response, finish_reason, model, latency_s, created, "
+            "null_content, verdict) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, answer.response or "", answer.finish_reason, answer.model, answer.latency_s,
+             time.time(), int(answer.response is None), verdict),
         )
+
+    def set_verdict(self, key: str, verdict: str) -> None:
+        """Record a re-judged verdict (for rows stored before verdicts, or by an older validator)."""
+        self._db.execute("UPDATE answers SET verdict = ? WHERE key = ?", (verdict, key))
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]

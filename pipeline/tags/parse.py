@@ -1,9 +1,12 @@
-"""Split a model's answer into candidate tags (before any cleaning).
+"""Split a model's answer into candidate tags (before any cleaning), and judge the answer.
 
 Handles what LLMs actually send back: bullet lists (``-``, ``*``, ``•``), numbered lists
 (``1.``, ``2)``, ``(3)``), a list hidden in a sentence ("Here are the tags: a, b, c"), JSON
 lists or objects (optionally in a code fence), markdown emphasis, and "tag: explanation" or
 "tag - explanation" items. Preamble and closing lines around a list are dropped.
+
+:func:`judge_answer` decides whether an answer is a tag list at all (see its docstring); the
+tag stages re-ask answers that are not, instead of caching them as tags.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Status = Literal["ok", "empty", "unparseable"]
+Form = Literal["json", "bullets", "lines"]
 
 _FENCE = re.compile(r"```[a-zA-Z]*\s*(.*?)```", re.S)
 _BULLET = re.compile(r"^\s*(?:[-*•·▪►+–—]|\(?\d{1,2}[.):\]]|#\d{1,2}[.:)]?)\s+(.*\S)\s*$")
@@ -28,6 +32,7 @@ _EMPHASIS = re.compile(r"[*_`]+")
 class Parsed:
     status: Status
     items: list[str]
+    form: Form = "lines"  # how the items were found: a JSON list, bullet lines, or plain lines
 
 
 def _strip_item(item: str) -> str:
@@ -70,11 +75,11 @@ def _unfold_inline_numbers(line: str) -> list[str]:
     return ([head] if head.strip() else []) + [f"- {p}" for p in rest if p.strip()]
 
 
-def _list_items(text: str) -> list[str]:
+def _list_items(text: str) -> tuple[list[str], Form]:
     lines = [u for line in text.splitlines() if line.strip() for u in _unfold_inline_numbers(line)]
     bullets = [m.group(1) for line in lines if (m := _BULLET.match(line))]
     if bullets:
-        return _split_all(bullets)
+        return _split_all(bullets), "bullets"
     pieces = []
     for line in lines:
         line = line.strip()
@@ -84,7 +89,7 @@ def _list_items(text: str) -> list[str]:
         if sep and ("," in tail or ";" in tail):
             line = tail  # "The tags are: motion, growth, colour"
         pieces.append(line)
-    return _split_all(pieces)
+    return _split_all(pieces), "lines"
 
 
 def parse_response(text: str) -> Parsed:
@@ -95,7 +100,132 @@ def parse_response(text: str) -> Parsed:
     fenced = _FENCE.search(text)
     body = fenced.group(1).strip() if fenced else text
     items = _json_items(body)
+    form: Form = "json"
     if items is None:
-        items = _list_items(body)
+        items, form = _list_items(body)
     items = [s for s in (_strip_item(i) for i in items) if s]
-    return Parsed("ok" if items else "unparseable", items)
+    return Parsed("ok" if items else "unparseable", items, form)
+
+
+# -- judging an answer ----------------------------------------------------------------------------
+
+Verdict = Literal["ok", "empty", "null", "refusal", "unparseable", "length"]
+ANSWER_FAILURES: tuple[str, ...] = ("empty", "null", "refusal", "unparseable", "length")
+
+MAX_ITEM_WORDS = 6  # a candidate longer than this is a sentence, not a tag (cleaning keeps <= 3)
+MAX_WORD_CHARS = 24  # longer "words" are base64, special tokens or run-together garbage
+MIN_LETTER_SHARE = 0.6  # of a candidate's non-space characters
+MIN_LIST_ITEMS = 3  # a refusal preamble followed by fewer usable items is still a refusal
+MIN_PLAIN_SHARE = 0.5  # an unbulleted answer needs this share of tag-like pieces
+
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$")
+_NOT_IN_TAGS = set("{}[]<>=\\@#$%^*~|`")
+_SENTENCE_END = re.compile(r"[.!?]\s*$")
+_REFUSAL = re.compile(
+    r"(?:^|[\s\"'(])(?:i\s*(?:'|’)?\s*a?m\s+sorry|i\s+apologi[sz]e|my\s+apologies|as\s+an\s+ai\b"
+    r"|i\s+(?:can\s*not|can(?:'|’)?t|am\s+unable|(?:'|’)m\s+unable|am\s+not\s+able|(?:'|’)m\s+not\s+able"
+    r"|won(?:'|’)?t|will\s+not|do\s+not\s+have|don(?:'|’)?t\s+have)\s+(?:to\s+)?"
+    r"(?:help|assist|provide|fulfil+|generate|comply|do|create|tag|answer|complete|process|see"
+    r"|view|watch|analy[sz]e|access|identify|determine|describe|give|offer|produce|continue))",
+    re.I)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The verdict on one answer and, when it is ``ok``, its candidate tags (uncapped)."""
+
+    verdict: Verdict
+    items: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "ok"
+
+
+def plausible_tag(item: str) -> bool:
+    """Whether a parsed candidate can be a tag: 1-6 words, mostly letters, no markup or noise."""
+    words = item.split()
+    if not 1 <= len(words) <= MAX_ITEM_WORDS or any(len(w) > MAX_WORD_CHARS for w in words):
+        return False
+    if _NOT_IN_TAGS & set(item):
+        return False
+    chars = [c for c in item if not c.isspace()]
+    letters = sum(c.isalpha() for c in chars)
+    return letters > 0 and letters >= MIN_LETTER_SHARE * len(chars)
+
+
+def _is_table(text: str) -> bool:
+    lines = [line for line in text.splitlines() if line.strip()]
+    rows = sum(bool(_TABLE_ROW.match(line)) for line in lines)
+    return rows >= 2 or any(_TABLE_RULE.match(line) for line in lines)
+
+
+def _preamble(text: str) -> str:
+    """The text before the first bullet or numbered line (where a refusal would sit)."""
+    out = []
+    for line in text.splitlines():
+        if _BULLET.match(line):
+            break
+        out.append(line)
+    return "\n".join(out)
+
+
+def _prose_line(line: str) -> bool:
+    """A line ending like a sentence whose comma pieces are phrases, not single concepts."""
+    if not _SENTENCE_END.search(line):
+        return False
+    pieces = [p for p in _SPLIT.split(line.partition(":")[2] or line) if p.strip()]
+    return bool(pieces) and sum(len(p.split()) for p in pieces) / len(pieces) > 3
+
+
+def judge_answer(text: str | None, finish_reason: str) -> Judgement:
+    """Whether one answer is a usable tag list; a failure names why.
+
+    Checked in order: ``null`` (the server sent no content); ``empty`` (blank); ``length`` (cut
+    by ``max_tokens``: an incomplete list is re-asked rather than kept); ``unparseable`` for a
+    markdown table; ``refusal`` ("I'm sorry, I can't ...", "As an AI ...") in an unbulleted
+    answer, or before a list with fewer than three usable items; ``unparseable`` when no
+    candidate passes :func:`plausible_tag` (garbage, special tokens, sentences), or for
+    unbulleted prose (a sentence-like line, or under half of its pieces tag-like). Otherwise
+    ``ok`` with every candidate of the answer (an odd implausible one is left to the cleaner):
+    "Here are 10 tags:\n1. ..." followed by a sign-off is the normal case, not a failure.
+    """
+    if text is None:
+        return Judgement("null", [])
+    if not text.strip():
+        return Judgement("empty", [])
+    if finish_reason == "length":
+        return Judgement("length", [])
+    if _is_table(text):
+        return Judgement("unparseable", [])
+    parsed = parse_response(text)
+    usable = [i for i in parsed.items if plausible_tag(i)]
+    structured = parsed.form in ("json", "bullets")
+    if structured:
+        refused = len(usable) < MIN_LIST_ITEMS and bool(_REFUSAL.search(
+            _preamble(text) if parsed.form == "bullets" else text))
+    else:
+        refused = bool(_REFUSAL.search(text))
+    if refused:
+        return Judgement("refusal", [])
+    if not usable:
+        return Judgement("unparseable", [])
+    if not structured:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if any(_prose_line(line) for line in lines) or len(usable) < MIN_PLAIN_SHARE * len(parsed.items):
+            return Judgement("unparseable", [])
+    return Judgement("ok", parsed.items)
+
+
+def cap_candidates(judgement: Judgement, max_tags: int | None) -> tuple[str, list[str]]:
+    """``("ok", items)`` or ``("too_long", first max_tags items)`` for an ok judgement.
+
+    An answer that ignores ``max_tokens`` can hold thousands of "tags"; only the first
+    ``max_tags`` are kept (None: no cap, for the offline taggers).
+    """
+    if not judgement.ok:
+        raise ValueError(f"only an ok answer has candidates (verdict {judgement.verdict!r})")
+    if max_tags is not None and len(judgement.items) > max_tags:
+        return "too_long", judgement.items[:max_tags]
+    return "ok", list(judgement.items)

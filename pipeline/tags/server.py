@@ -3,6 +3,10 @@
 The server runs in its own process group, logs to a file, and is stopped with SIGTERM (then
 SIGKILL after a grace period) even when the stage fails. Only the process this module started
 is signalled.
+
+The command is completed by :func:`launch_argv`: without a ``--host`` of its own it binds to the
+host of ``base_url`` (loopback in the defaults) instead of ``vllm serve``'s default of every
+interface, which would expose an unauthenticated model server to the network for the whole run.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -22,6 +27,37 @@ STOP_GRACE_S = 30.0
 
 class ServerStartError(RuntimeError):
     """The launched server exited or did not become healthy in time."""
+
+
+def _option(argv: Sequence[str], name: str) -> str | None:
+    """The value of ``--name VALUE`` or ``--name=VALUE`` in ``argv`` (None when absent)."""
+    for i, arg in enumerate(argv):
+        if arg == name:
+            return argv[i + 1] if i + 1 < len(argv) else ""
+        if arg.startswith(name + "="):
+            return arg[len(name) + 1:]
+    return None
+
+
+def launch_argv(command: Sequence[str], base_url: str) -> list[str]:
+    """``command`` plus ``--host``/``--port`` taken from ``base_url`` when it lacks them.
+
+    An explicit ``--host`` is kept (binding elsewhere is then the user's choice); a ``--port``
+    that differs from the URL's is refused: the stage would wait on a port nobody serves.
+    """
+    parts = urlsplit(base_url)
+    if not parts.hostname:
+        raise ValueError(f"base_url {base_url!r} has no host")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    argv = list(command)
+    given = _option(argv, "--port")
+    if given is not None and given != str(port):
+        raise ValueError(f"launch_command has --port {given} but base_url {base_url} uses port {port}")
+    if _option(argv, "--host") is None:
+        argv += ["--host", parts.hostname]
+    if given is None:
+        argv += ["--port", str(port)]
+    return argv
 
 
 def health_url(base_url: str) -> str:

@@ -10,15 +10,19 @@ import pandas as pd
 
 @dataclass
 class ResponseCounts:
-    """What the raw answers of one modality looked like, before cleaning."""
+    """What the raw answers of one modality looked like, before cleaning.
 
-    responses: int = 0
-    empty: int = 0  # blank answers
-    unparseable: int = 0  # non-blank, but no candidate tag could be read
-    truncated: int = 0  # finish_reason == "length" (max_tokens hit)
-    no_tags_after_cleaning: int = 0  # parsed, but every candidate was dropped
-    items_missing_temperatures: int = 0  # items without an answer at every temperature
-    items_without_responses: int = 0  # items of the prepared data with no answer at all
+    Failed answers (by reason) are counted apart, in ``metrics["failed"]``.
+    """
+
+    responses: int = 0  # raw rows: one per item and temperature
+    tagged: int = 0  # kept answers (verdict ok or too_long)
+    too_long: int = 0  # kept answers cut to max_tags candidates
+    failed: int = 0  # rows whose item failed at that temperature: no tags from it
+    no_tags_after_cleaning: int = 0  # kept, but every candidate was dropped by the cleaning
+    items_missing_temperatures: int = 0  # items without a kept answer at some temperature
+    items_failed: int = 0  # items with rows but no kept answer at all: no row in tags.parquet
+    items_without_responses: int = 0  # items of the prepared data absent from every raw file
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

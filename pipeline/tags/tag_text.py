@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +11,14 @@ from tqdm import tqdm
 
 from pipeline.tags.bodies import Sampling, text_request
 from pipeline.tags.client import OpenAIConfig
-from pipeline.tags.common import offline_fingerprint, start_hint
-from pipeline.tags.generate import TagRequest, count_misses, generate_answers, iter_requests
+from pipeline.tags.common import (answered_row, check_and_write, offline_fingerprint, offline_row,
+                                  start_hint)
+from pipeline.tags.generate import TagRequest, generate_answers, iter_requests
 from pipeline.tags.inputs import Caption, read_captions
 from pipeline.tags.lexicon import load_lexicon, load_stopwords
 from pipeline.tags.offline_text import OfflineTextConfig, tag_caption
 from pipeline.tags.prompts import PromptTemplate, load_prompt
-from pipeline.tags.raw import RawRow, write_raw
+from pipeline.tags.raw import RawRow
 from pipeline.tags.seeds import check_temperature, derive_seed
 
 OFFLINE_TEXT_MODEL = "macvr-offline-text"
@@ -56,9 +56,8 @@ def _openai_rows(captions: Sequence[Caption], cfg: TagTextConfig, temperature: f
         iter_requests(text_requests(captions, cfg, prompt, temperature)), cfg.openai, cache_path,
         total=len(captions), start_hint=start_hint("tag_text", SERVE_EXAMPLE_TEXT),
         desc=f"tag_text T={temperature:g}")
-    print(f"tag_text: {len(answered)} answers, {count_misses(answered)} asked of the server")
-    return [RawRow(a.item_id, temperature, a.seed, a.answer.model, cfg.openai.revision,
-                   prompt.sha256, a.answer.response, a.answer.finish_reason, a.answer.latency_s)
+    o = cfg.openai
+    return [answered_row(a, temperature, o.model, o.revision, prompt.sha256, o.max_tags)
             for a in answered]
 
 
@@ -69,22 +68,26 @@ def _offline_rows(captions: Sequence[Caption], cfg: TagTextConfig, temperature: 
     rows = []
     for caption in tqdm(captions, desc=f"tag_text offline T={temperature:g}", unit="caption"):
         seed = derive_seed(cfg.seed, caption.item_id, temperature)
-        start = time.perf_counter()
         text = tag_caption(caption.text, temperature, seed, lexicon, stopwords, cfg.offline)
-        rows.append(RawRow(caption.item_id, temperature, seed, OFFLINE_TEXT_MODEL,
-                           f"lexicon-{lexicon.sha256[:16]}", fingerprint, text, "stop",
-                           time.perf_counter() - start))
+        rows.append(offline_row(caption.item_id, temperature, seed, OFFLINE_TEXT_MODEL,
+                                f"lexicon-{lexicon.sha256[:16]}", fingerprint, text))
     return rows
 
 
 def tag_text(cfg: TagTextConfig, captions_path: Path, temperature: float, cache_path: Path,
              out_path: Path) -> list[RawRow]:
-    """Tag every caption of ``captions_path`` at ``temperature``; write the raw Parquet."""
+    """Tag every caption of ``captions_path`` at ``temperature``; write the raw Parquet.
+
+    Raises ``TaggingFailed`` (writing nothing) when more captions failed than
+    ``openai.max_failed_fraction`` allows; the offline tagger allows none.
+    """
     temperature = check_temperature(temperature)
     captions = read_captions(captions_path)
     if cfg.backend == "openai":
         rows = _openai_rows(captions, cfg, temperature, cache_path)
+        limit, param = cfg.openai.max_failed_fraction, "tag_text.openai.max_failed_fraction"
     else:
         rows = _offline_rows(captions, cfg, temperature)
-    write_raw(rows, out_path)
+        limit, param = 0.0, "the offline tagger (no failure allowed)"
+    check_and_write(rows, out_path, limit, f"at T={temperature:g}", param)
     return rows

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +11,14 @@ from tqdm import tqdm
 
 from pipeline.tags.bodies import Sampling, video_request
 from pipeline.tags.client import OpenAIConfig
-from pipeline.tags.common import offline_fingerprint, start_hint
-from pipeline.tags.generate import TagRequest, count_misses, generate_answers, iter_requests
+from pipeline.tags.common import (answered_row, check_and_write, offline_fingerprint, offline_row,
+                                  start_hint)
+from pipeline.tags.generate import TagRequest, generate_answers, iter_requests
 from pipeline.tags.inputs import VideoFrames, count_videos, iter_video_frames
 from pipeline.tags.lexicon import load_lexicon
 from pipeline.tags.offline_visual import OfflineVisualConfig, tag_frames
 from pipeline.tags.prompts import PromptTemplate, load_prompt
-from pipeline.tags.raw import RawRow, write_raw
+from pipeline.tags.raw import RawRow
 from pipeline.tags.seeds import check_temperature, derive_seed
 
 OFFLINE_VISUAL_MODEL = "macvr-offline-visual"
@@ -65,9 +65,8 @@ def _openai_rows(frames_path: Path, cfg: TagVideoConfig, temperature: float,
     answered = generate_answers(
         iter_requests(requests), cfg.openai, cache_path, total=count_videos(frames_path),
         start_hint=start_hint("tag_video", SERVE_EXAMPLE_VIDEO), desc=f"tag_video T={temperature:g}")
-    print(f"tag_video: {len(answered)} answers, {count_misses(answered)} asked of the server")
-    return [RawRow(a.item_id, temperature, a.seed, a.answer.model, cfg.openai.revision,
-                   prompt.sha256, a.answer.response, a.answer.finish_reason, a.answer.latency_s)
+    o = cfg.openai
+    return [answered_row(a, temperature, o.model, o.revision, prompt.sha256, o.max_tags)
             for a in answered]
 
 
@@ -82,21 +81,25 @@ def _offline_rows(frames_path: Path, cfg: TagVideoConfig, temperature: float) ->
             raise ValueError(f"{frames_path}: video {video.item_id!r} appears twice")
         seen.add(video.item_id)
         seed = derive_seed(cfg.seed, video.item_id, temperature)
-        start = time.perf_counter()
         text = tag_frames(video.jpegs, temperature, seed, lexicon, cfg.offline)
-        rows.append(RawRow(video.item_id, temperature, seed, OFFLINE_VISUAL_MODEL,
-                           f"lexicon-{lexicon.sha256[:16]}", fingerprint, text, "stop",
-                           time.perf_counter() - start))
+        rows.append(offline_row(video.item_id, temperature, seed, OFFLINE_VISUAL_MODEL,
+                                f"lexicon-{lexicon.sha256[:16]}", fingerprint, text))
     return rows
 
 
 def tag_video(cfg: TagVideoConfig, frames_path: Path, temperature: float, cache_path: Path,
               out_path: Path) -> list[RawRow]:
-    """Tag every video of ``vlm_frames.parquet`` at ``temperature``; write the raw Parquet."""
+    """Tag every video of ``vlm_frames.parquet`` at ``temperature``; write the raw Parquet.
+
+    Raises ``TaggingFailed`` (writing nothing) when more videos failed than
+    ``openai.max_failed_fraction`` allows; the offline tagger allows none.
+    """
     temperature = check_temperature(temperature)
     if cfg.backend == "openai":
         rows = _openai_rows(frames_path, cfg, temperature, cache_path)
+        limit, param = cfg.openai.max_failed_fraction, "tag_video.openai.max_failed_fraction"
     else:
         rows = _offline_rows(frames_path, cfg, temperature)
-    write_raw(rows, out_path)
+        limit, param = 0.0, "the offline tagger (no failure allowed)"
+    check_and_write(rows, out_path, limit, f"at T={temperature:g}", param)
     return rows

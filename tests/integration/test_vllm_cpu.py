@@ -26,8 +26,8 @@ from pipeline.tags.client import OpenAIClient
 from pipeline.tags.generate import generate_answers
 from pipeline.tags.inputs import Caption
 from pipeline.tags.prompts import load_prompt
-from pipeline.tags.raw import read_raw
-from pipeline.tags.seeds import derive_seed
+from pipeline.tags.raw import TAGGED, read_raw
+from pipeline.tags.seeds import attempt_seed, derive_seed
 from pipeline.tags.server import launched_server
 from pipeline.tags.tag_text import TagTextConfig, text_requests
 from tests.integration import vllm_setup
@@ -81,7 +81,7 @@ def params_for(base_url: str, **openai) -> dict:
     params["tag_text"]["backend"] = "openai"
     params["tag_text"]["openai"].update({"concurrency": 4, "timeout_s": 300.0, "max_tokens": 96,
                                          "max_retries": 2, "backoff_s": 1.0, "max_backoff_s": 5.0,
-                                         **openai})
+                                         "max_failed_fraction": 0.5, **openai})
     return params
 
 
@@ -105,22 +105,28 @@ def test_tag_text_stage_against_real_vllm(vllm_server, tmp_path):
     t0 = time.monotonic()
     run_stage(tmp_path / "params.yaml", captions, cache, tmp_path / "text_t07.parquet")
     print(f"[vllm] 4 captions tagged in {time.monotonic() - t0:.1f} s")
-    assert success_count(vllm_server) - before == len(CAPTIONS)
+    asked = success_count(vllm_server) - before
+    # One request per caption, plus a re-ask (new seed) for each answer that was no tag list.
+    assert len(CAPTIONS) <= asked <= len(CAPTIONS) * 3
 
     df = read_raw(tmp_path / "text_t07.parquet")
     assert list(df["item_id"]) == list(CAPTIONS)
-    assert list(df["seed"]) == [derive_seed(1234, i, 0.7) for i in CAPTIONS]
+    assert list(df["seed"]) == [attempt_seed(derive_seed(1234, i, 0.7), k)
+                                for i, k in zip(CAPTIONS, df["attempt"])]
     assert (df["model"] == vllm_setup.SERVED_MODEL_NAME).all() and (df["temperature"] == 0.7).all()
-    assert set(df["finish_reason"]) <= {"stop", "length"}
-    assert (df["response"].str.strip().str.len() > 0).all()
-    assert (df["latency_s"] > 0).all() and (df["prompt_hash"] == load_prompt("text_appx_c").sha256).all()
-    for item, response in zip(df["item_id"], df["response"]):
-        print(f"[vllm] {item}: {response!r}")
+    kept = df[df["verdict"].isin(TAGGED)]
+    assert len(kept) >= 2  # a 135M model: most answers are tag lists
+    assert set(kept["finish_reason"]) <= {"stop"} and all(len(c) for c in kept["candidates"])
+    assert (df["prompt_hash"] == load_prompt("text_appx_c").sha256).all()
+    for item, verdict, response in zip(df["item_id"], df["verdict"], df["response"]):
+        print(f"[vllm] {item} ({verdict}): {response!r}")
 
-    # Rerun: everything comes from the cache; the server sees no new request.
+    # Rerun: kept answers come from the cache; only failed items (if any) are asked again.
+    failed = int((~df["verdict"].isin(TAGGED)).sum())
     run_stage(tmp_path / "params.yaml", captions, cache, tmp_path / "again.parquet")
-    assert success_count(vllm_server) - before == len(CAPTIONS)
-    assert read_raw(tmp_path / "again.parquet").equals(df)
+    assert success_count(vllm_server) - before - asked <= failed * 3
+    if not failed:
+        assert (tmp_path / "again.parquet").read_bytes() == (tmp_path / "text_t07.parquet").read_bytes()
 
     # The real answers go through the cleaner (with the real POS tagger).
     clean_cfg = from_mapping(CleanConfig, default_params()["clean_tags"], "clean_tags")
@@ -139,7 +145,7 @@ def test_structured_outputs_and_seeded_determinism(vllm_server, tmp_path):
     first = generate_answers(text_requests(captions, cfg, prompt, 1.0), cfg.openai,
                              tmp_path / "a.sqlite", 2, "", "constrained")
     for a in first:  # exactly ten bullets, as the regex forces
-        assert re.fullmatch(TEN_BULLETS, a.answer.response), a.answer.response
+        assert a.ok and a.attempt == 0 and re.fullmatch(TEN_BULLETS, a.answer.response), a.answer
     # A fresh cache asks again: the same seed gives the same text.
     second = generate_answers(text_requests(captions, cfg, prompt, 1.0), cfg.openai,
                               tmp_path / "b.sqlite", 2, "", "constrained")
@@ -158,4 +164,5 @@ def test_completions_api_form(vllm_server, tmp_path):
     (answer,) = generate_answers(text_requests([Caption("c0", CAPTIONS["c0"][2])], cfg,
                                                load_prompt(cfg.prompt), 0.8),
                                  cfg.openai, tmp_path / "c.sqlite", 1, "", "completions")
-    assert answer.answer.response.strip() and answer.answer.finish_reason in {"stop", "length"}
+    assert answer.answer is not None and answer.answer.finish_reason in {"stop", "length"}
+    assert answer.ok or answer.verdict in {"empty", "refusal", "unparseable", "length"}
