@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "seeds": ("pipeline.compare.command:seeds", "Mean ± sd of every metric over a set of dvc experiments."),
     "search": ("pipeline.search:search", "Rank the indexed test gallery for a free-text query."),
     "check-params": ("stages.cli:check_params", "Validate every section of a params file and their agreement."),
+    "overrides": ("stages.cli:overrides", "The `dvc exp run -S` flags that turn params.yaml into another params file."),
 }
 
 
@@ -112,3 +113,39 @@ def check_params(params: str = typer.Argument("params.yaml", help="Params file t
         typer.echo(f"ERROR {problem}", err=True)
     if errors or problems:
         raise typer.Exit(1)
+
+
+def _leaves(tree, prefix: str = "") -> dict:
+    if isinstance(tree, dict) and tree:
+        out = {}
+        for key, value in tree.items():
+            out.update(_leaves(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def overrides(
+    profile: str = typer.Argument(..., help="The params file to reproduce, e.g. params.reference.yaml."),
+    base: str = typer.Option("params.yaml", help="The params file the experiment starts from."),
+) -> None:
+    """Print one -S flag per value that differs, for `dvc exp run -n NAME $(macvr overrides FILE)`."""
+    import json
+    import shlex
+
+    from pipeline.config import ConfigError, load_params
+
+    try:
+        want, have = _leaves(load_params(profile)), _leaves(load_params(base))
+    except ConfigError as err:
+        typer.echo(f"overrides: {err}", err=True)
+        raise typer.Exit(1) from None
+    missing = sorted(set(have) - set(want))
+    if missing:
+        typer.echo(f"overrides: {profile} lacks keys of {base}: {', '.join(missing[:5])}", err=True)
+        raise typer.Exit(1)
+    flags = []
+    for key, value in want.items():
+        if key not in have or have[key] != value:
+            text = json.dumps(value) if not isinstance(value, str) else value
+            flags.append(f"-S {shlex.quote(f'{key}={text}')}")
+    typer.echo(" ".join(flags))

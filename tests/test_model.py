@@ -9,20 +9,20 @@ import pytest
 import torch
 
 from pipeline.config import ConfigError, from_mapping, leaf_keys
-from pipeline.model import MacVR, ModelConfig, clip_text_init_problem, init_temporal_from_clip
+from pipeline.model import MacVR, ModelConfig, ModelParams, backbone_init_problem, init_temporal_from_backbone
 from pipeline.model.pooling import masked_pool_softmax
+from pipeline.model.temporal import TemporalBlock
 
 D, K, N = 32, 4, 6
+VARIANT_TAGS = {"macvr": ("visual", "textual"), "dicosa": ()}
 
 
-def make_config(**overrides) -> ModelConfig:
-    base = dict(variant="macvr", embed_dim=D, num_concepts=K, pool_temperature=3.0,
-                pool_masking="before_softmax", temporal_layers=2, temporal_heads=2, max_frames=N,
-                concept_projection="chunk", confidence_hidden_ratio=2, use_visual_tags=True,
-                use_textual_tags=True, init_logit_scale=math.log(100))
+def make_config(variant: str = "macvr", **overrides) -> ModelConfig:
+    """A resolved head config; ``variant`` picks the tag slots (``tags`` overrides them)."""
+    base = dict(tags=VARIANT_TAGS[variant], num_concepts=K, pool_temperature=3.0, pool_masking="before_softmax",
+                temporal_layers=2, temporal_heads=2, temporal_ln_eps=1e-12, concept_projection="chunk",
+                confidence_hidden_ratio=2, init_logit_scale=math.log(100), embed_dim=D, max_frames=N)
     base.update(overrides)
-    if base["variant"] == "dicosa" and "use_visual_tags" not in overrides:
-        base.update(use_visual_tags=False, use_textual_tags=False, confidence_hidden_ratio=2)
     return ModelConfig(**base)
 
 
@@ -50,12 +50,28 @@ def make_inputs(bt=5, bv=5, dtype=torch.float64, seed=1):
 # --------------------------------------------------------------------------- config
 def test_config_loads_strictly_from_mapping():
     raw = dataclasses.asdict(make_config())
-    assert from_mapping(ModelConfig, raw, "params.yaml: train.model") == make_config()
+    raw["tags"] = list(raw["tags"])  # YAML gives a list
+    loaded = from_mapping(ModelConfig, raw, "params.yaml: train.model")
+    assert loaded == make_config() and loaded.tags == ("visual", "textual")
     assert set(leaf_keys(ModelConfig)) == set(raw)
+    assert set(leaf_keys(ModelParams)) == set(raw) - {"embed_dim", "max_frames"}  # sizes come from the data
+    for gone in ("variant", "use_visual_tags", "use_textual_tags"):
+        with pytest.raises(ConfigError, match=f"unknown key '{gone}'"):
+            from_mapping(ModelConfig, {**raw, gone: True}, "p")
     with pytest.raises(ConfigError, match="missing key 'num_concepts'"):
         from_mapping(ModelConfig, {k: v for k, v in raw.items() if k != "num_concepts"}, "p")
     with pytest.raises(ConfigError, match="not one of"):
         from_mapping(ModelConfig, {**raw, "concept_projection": "mlp"}, "p")
+
+
+def test_resolve_adds_the_data_sizes_to_the_params():
+    params = ModelParams(**{k: v for k, v in dataclasses.asdict(make_config()).items()
+                            if k not in ("embed_dim", "max_frames")})
+    resolved = ModelConfig.resolve(params, embed_dim=D, max_frames=N)
+    assert resolved == make_config() and isinstance(resolved, ModelParams)
+    assert (resolved.concept_dim, resolved.use_visual_tags, resolved.use_textual_tags) == (D // K, True, True)
+    with pytest.raises(ValueError, match="D=30 must be divisible by num_concepts"):
+        ModelConfig.resolve(params, embed_dim=30, max_frames=N)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -63,11 +79,14 @@ def test_config_loads_strictly_from_mapping():
     (dict(num_concepts=32), ">= 2 channels"),
     (dict(temporal_heads=3), "temporal_heads"),
     (dict(pool_temperature=0.0), "pool_temperature"),
-    (dict(variant="dicosa", use_visual_tags=True, use_textual_tags=False), "uses no tags"),
-    (dict(use_visual_tags=False, use_textual_tags=False), "set variant: dicosa"),
+    (dict(tags=("textual", "visual")), "listed in the order"),
+    (dict(tags=("visual", "visual")), "distinct entries"),
+    (dict(tags=("audio",)), "distinct entries of \\['visual', 'textual'\\]"),
     (dict(init_logit_scale=5.0), "init_logit_scale"),
     (dict(max_frames=0), "max_frames"),
     (dict(temporal_layers=-1), "temporal_layers"),
+    (dict(temporal_ln_eps=0.0), "temporal_ln_eps"),
+    (dict(embed_dim=0), "embed_dim"),
 ])
 def test_config_rejects_bad_values(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -76,13 +95,13 @@ def test_config_rejects_bad_values(overrides, message):
 
 def test_confidence_slots_follow_tag_ablations():
     assert make_config().confidence_slots == ("text", "tags_visual", "tags_textual", "video")
-    assert make_config(use_textual_tags=False).confidence_slots == ("text", "tags_visual", "video")
-    assert make_config(use_visual_tags=False).confidence_slots == ("text", "tags_textual", "video")
+    assert make_config(tags=("visual",)).confidence_slots == ("text", "tags_visual", "video")
+    assert make_config(tags=("textual",)).confidence_slots == ("text", "tags_textual", "video")
     assert make_config(variant="dicosa").confidence_slots == ("text", "video")
     d = D // K
     assert MacVR(make_config()).confidence.fc1.in_features == 4 * d
     assert MacVR(make_config()).confidence.fc1.out_features == 8 * d  # official 4d -> 8d -> 1
-    assert MacVR(make_config(use_visual_tags=False)).confidence.fc1.in_features == 3 * d
+    assert MacVR(make_config(tags=("textual",))).confidence.fc1.in_features == 3 * d
     dicosa = MacVR(make_config(variant="dicosa")).confidence
     assert (dicosa.fc1.in_features, dicosa.fc1.out_features) == (2 * d, 4 * d)  # official 2d -> 4d -> 1
 
@@ -95,13 +114,40 @@ def test_temporal_is_residual_and_ignores_padding_as_keys():
     temporal = model.temporal
     for v in range(frames.shape[0]):
         n = int(mask[v].sum())
-        # Reference: run CLIP's blocks on the real frames only, no mask, then add the residual.
+        # Reference: run the blocks on the real frames only, no mask, then add the residual.
         x = (frames[v, :n] + temporal.position_embedding.weight[:n])[:, None]
         for block in temporal.resblocks:
             h = block.ln_1(x)
             x = x + block.attn(h, h, h, need_weights=False)[0]
             x = x + block.mlp(block.ln_2(x))
         torch.testing.assert_close(out[v, :n], x[:, 0] + frames[v, :n], rtol=1e-10, atol=1e-10)
+
+
+def test_padded_positions_attend_to_the_real_frames_only():
+    """The additive -1e6 key bias: a padded slot's output is attention over the real frames
+    (what the official after_softmax pooling then weighs), as with an exact -inf key mask."""
+    model = make_model()
+    _, frames, mask, *_ = make_inputs()
+    out = model.encode_frames(frames, mask)
+    temporal = model.temporal
+    x = (frames + temporal.position_embedding.weight[:N]).transpose(0, 1)
+    for block in temporal.resblocks:
+        h = block.ln_1(x)
+        x = x + block.attn(h, h, h, need_weights=False, key_padding_mask=~mask)[0]
+        x = x + block.mlp(block.ln_2(x))
+    torch.testing.assert_close(out, x.transpose(0, 1) + frames, rtol=1e-10, atol=1e-10)
+    moved = frames.clone()
+    moved[~mask] += 5.0  # what a padded slot holds changes its own output only
+    again = model.encode_frames(moved, mask)
+    torch.testing.assert_close(again[mask], out[mask], rtol=0, atol=1e-12)
+    assert not torch.allclose(again[~mask], out[~mask])
+
+
+def test_temporal_layer_norm_epsilon_is_the_configured_one():
+    for eps in (1e-12, 1e-5):
+        block = MacVR(make_config(temporal_ln_eps=eps)).temporal.resblocks[0]
+        assert isinstance(block, TemporalBlock) and block.ln_1.eps == eps and block.ln_2.eps == eps
+    assert TemporalBlock.MASK_BIAS == -1e6
 
 
 def test_zero_temporal_layers_is_identity():
@@ -121,34 +167,47 @@ def test_too_many_frames_and_empty_videos_are_refused():
         model.encode_frames(frames, mask)
 
 
-def tiny_clip(width=D, heads=2, layers=3, context=8):
+def tiny_backbone(width=D, heads=2, layers=3, context=8):
+    """A tiny CLIP behind the backbone interface (its text width is the head's D)."""
     from clip.model import CLIP
-    return CLIP(embed_dim=width, image_resolution=32, vision_layers=1, vision_width=64, vision_patch_size=16,
-                context_length=context, vocab_size=100, transformer_width=width, transformer_heads=heads,
-                transformer_layers=layers).double()
+
+    from pipeline.backbone.clip_model import ClipModel
+
+    return ClipModel(CLIP(embed_dim=width, image_resolution=32, vision_layers=1, vision_width=64, vision_patch_size=16,
+                          context_length=context, vocab_size=100, transformer_width=width, transformer_heads=heads,
+                          transformer_layers=layers), "tiny").double()
 
 
-def test_init_from_clip_copies_text_layers_and_positions():
+def test_init_from_backbone_copies_text_layers_and_positions():
     model = make_model()
-    clip_model = tiny_clip()
-    assert clip_text_init_problem(model.temporal, clip_model) is None
-    model.init_from_clip(clip_model)
+    backbone = tiny_backbone()
+    assert backbone_init_problem(model.temporal, backbone) is None
+    model.init_from_backbone(backbone)
+    clip_model = backbone.model
     for mine, theirs in zip(model.temporal.resblocks, clip_model.transformer.resblocks):
-        for (name, p), (name2, q) in zip(mine.state_dict().items(), theirs.state_dict().items()):
-            assert name == name2 and torch.equal(p, q), name
+        theirs_state = theirs.state_dict()
+        assert mine.state_dict().keys() == theirs_state.keys()
+        for name, p in mine.state_dict().items():
+            assert torch.equal(p, theirs_state[name]), name
     assert torch.equal(model.temporal.position_embedding.weight, clip_model.positional_embedding[:N])
+    # the copied blocks compute what CLIP's own blocks compute (up to the LayerNorm epsilon)
+    x = torch.randn(N, 2, D, dtype=torch.float64)
+    eps_model = make_model(temporal_ln_eps=1e-5)
+    eps_model.init_from_backbone(backbone)
+    torch.testing.assert_close(eps_model.temporal.resblocks[0](x), clip_model.transformer.resblocks[0](x))
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(width=64, heads=2), "width"), (dict(heads=4), "heads"), (dict(layers=1), "text layers"),
-    (dict(context=4), "context length"),
+    (dict(width=64, heads=2), "text width 64 != temporal width 32"), (dict(heads=4), "text heads 4 != temporal heads 2"),
+    (dict(layers=1), "1 text layers, 2 were asked for"), (dict(context=4), "4 text positions, 6 were asked for"),
 ])
-def test_init_from_clip_refuses_mismatches(kwargs, message):
+def test_init_from_backbone_refuses_mismatches(kwargs, message):
     model = make_model()
-    clip_model = tiny_clip(**kwargs)
-    assert message in clip_text_init_problem(model.temporal, clip_model)
+    backbone = tiny_backbone(**kwargs)
+    assert message in backbone_init_problem(model.temporal, backbone)
     with pytest.raises(ValueError, match=message):
-        init_temporal_from_clip(model.temporal, clip_model)
+        init_temporal_from_backbone(model.temporal, backbone)
+    assert "no layers" in backbone_init_problem(make_model(temporal_layers=0).temporal, tiny_backbone())
 
 
 # --------------------------------------------------------------------------- pooling
@@ -216,8 +275,11 @@ def loop_scores(model: MacVR, text, frames, mask, tags_v, tags_t):
     for i in range(text.shape[0]):
         for j in range(frames.shape[0]):
             logits = torch.stack([text[i] @ encoded[j, n] / cfg.pool_temperature for n in range(N)])
-            logits[~mask[j]] = -math.inf
-            a = torch.softmax(logits, 0)
+            if cfg.pool_masking == "before_softmax":
+                logits[~mask[j]] = -math.inf
+                a = torch.softmax(logits, 0)
+            else:  # the official order: softmax over every slot, then the mask
+                a = torch.softmax(logits, 0) * mask[j]
             pooled = sum(a[n] * encoded[j, n] for n in range(N))
             e_t, e_v = split(text[i]), split(pooled)
             parts = {"text": e_t, "video": e_v}
@@ -234,8 +296,8 @@ def loop_scores(model: MacVR, text, frames, mask, tags_v, tags_t):
 
 
 @pytest.mark.parametrize("overrides", [
-    {}, dict(variant="dicosa"), dict(use_textual_tags=False), dict(use_visual_tags=False),
-    dict(concept_projection="linear"),
+    {}, dict(variant="dicosa"), dict(tags=("visual",)), dict(tags=("textual",)),
+    dict(concept_projection="linear"), dict(pool_masking="after_softmax"),
 ])
 def test_similarity_matches_a_loop(overrides):
     model = make_model(**overrides)

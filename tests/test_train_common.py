@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.config import to_dict
+from pipeline.config import load_params, to_dict
 from pipeline.features.store import FORMAT, VERSION
 from pipeline.io import write_json, write_npy, write_parquet
 from pipeline.losses import LossConfig
@@ -21,6 +22,7 @@ from pipeline.train.config import TrainConfig
 from pipeline.train.variants import VARIANTS, resolve_train
 
 DIM, FRAMES, DRAWS = 16, 4, 3
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_features(root: Path, n_train: int = 32, n_test: int = 4, captions_per_video: int = 2,
@@ -87,15 +89,19 @@ def tiny_loss(alpha_align: float = 1.0, max_words: int = 32) -> LossConfig:
 
 
 def train_section(**changes: Any) -> dict[str, Any]:
-    """A ``params.yaml: train`` mapping of the tiny runs (no variant-only keys)."""
-    model = to_dict(tiny_params())
+    """A ``params.yaml: train`` mapping of the tiny runs (no variant-only keys).
+
+    Knobs the tests rely on are set here; any other key (e.g. one added to the code later) keeps
+    the repository's params.yaml value, so the helper follows the train section's schema."""
+    defaults = load_params(ROOT / "params.yaml")["train"]
+    model = {**defaults["model"], **to_dict(tiny_params())}
     del model["tags"]
-    section = dict(
+    section = {**copy.deepcopy(defaults), **dict(
         mode="cached", epochs=2, batch_size=8, lr=1e-3, clip_lr=1e-6, weight_decay=0.2,
         adam_betas=[0.9, 0.98], adam_eps=1e-6, warmup_fraction=0.1, grad_clip=1.0, seed=7, device="cpu",
         precision="fp32", torch_threads=0, num_workers=0, checkpoint_every=1, tags_per_item=2, log_every=2,
         monitor_videos=16, init_temporal_from_backbone=False, logit_scale="head", model=model,
-        loss={"alpha": 0.01, "beta": 0.005})
+        loss={**defaults["loss"], "alpha": 0.01, "beta": 0.005})}
     section.update(changes)
     return section
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Optional, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -62,6 +62,11 @@ class FramesConfig:
     # second, uniformly subsampled to N, shorter clips padded). See pipeline.frames.sampling.
     sampling: Literal["uniform", "fps"]
     sample_fps: float  # frames per second taken by the fps mode (official: 1)
+    # fps mode: how fps / sample_fps becomes a frame stride -- round (the official decord loader,
+    # MSR-VTT) or floor (the official cv2 loader, DiDeMo / ActivityNet) -- and the seconds read
+    # from the start (null = all; the official DiDeMo loader reads 32: seconds 0..31).
+    fps_stride: Literal["round", "floor"]
+    max_seconds: Optional[float]
     num_frames: int  # N_v CLIP frames per video (12 MSR-VTT/synthetic, 50 paragraph datasets)
     image_size: int  # S: the backbone's input side (64 tiny synthetic CLIP, 224 ViT-B/32)
     # How encoders fill the padded slots of short videos (recorded in summary.json for the
@@ -91,13 +96,17 @@ class FramesConfig:
             raise ValueError(f"frames.sampling must be 'uniform' or 'fps', got {self.sampling!r}")
         if not self.sample_fps > 0:
             raise ValueError(f"frames.sample_fps must be > 0, got {self.sample_fps}")
+        if self.fps_stride not in ("round", "floor"):
+            raise ValueError(f"frames.fps_stride must be 'round' or 'floor', got {self.fps_stride!r}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ValueError(f"frames.max_seconds must be null or > 0, got {self.max_seconds}")
         if self.padding not in ("zero", "blank"):
             raise ValueError(f"frames.padding must be 'zero' or 'blank', got {self.padding!r}")
 
     def clip_indices(self, num_source: int, fps: float) -> list[int]:
         """Which source frames become the CLIP frames of a video (see pipeline.frames.sampling)."""
         if self.sampling == "fps":
-            return fps_indices(num_source, fps, self.sample_fps, self.num_frames)
+            return fps_indices(num_source, fps, self.sample_fps, self.num_frames, self.fps_stride, self.max_seconds)
         return uniform_indices(num_source, self.num_frames)
 
 

@@ -4,11 +4,12 @@ Two modes (``frames.sampling``):
 
 ``uniform`` (the default) -- N segment centres over the whole clip, described below.
 
-``fps`` -- the official MAC-VR / DiCoSA / CLIP4Clip loader: one frame every ``1 / sample_fps``
-seconds (the first frame of each interval: source frame ``k * floor(fps / sample_fps)``, as the
-official loader computes it from the integer part of the frame rate), then, when that gives more
-than N frames, N of them picked uniformly with ``linspace(0, n - 1, N)`` truncated to integers;
-a clip with fewer frames keeps them all and is padded (:func:`fps_indices`).
+``fps`` -- the official MAC-VR / DiCoSA loaders: source frames ``0, s, 2s, ...`` with the stride
+``s = fps / sample_fps`` rounded (the decord loader of MSR-VTT: ``round``) or truncated (the cv2
+loader of DiDeMo and ActivityNet: ``floor``), optionally only within the first ``max_seconds``
+(the DiDeMo loader reads seconds 0..31: ``max_seconds: 32``); then, when that gives more than N
+frames, N of them picked uniformly with ``linspace(0, n - 1, N)`` truncated to integers; a clip
+with fewer frames keeps them all and is padded (:func:`fps_indices`).
 
 For ``T`` decodable frames and ``N`` samples the ``i``-th index is the centre of the ``i``-th of
 ``N`` equal segments::
@@ -23,6 +24,8 @@ the caller pads the rest (CLIP frames: zeros with mask False; VLM frames: fewer 
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -45,17 +48,26 @@ def timestamps(indices: list[int], fps: float) -> list[float]:
     return [i / fps for i in indices]
 
 
-def fps_indices(num_source: int, fps: float, sample_fps: float, num_samples: int) -> list[int]:
-    """The official loader's frames (see the module docstring): at ``sample_fps`` per second,
-    uniformly subsampled to at most ``num_samples``."""
+def fps_indices(num_source: int, fps: float, sample_fps: float, num_samples: int, rounding: str = "round",
+                max_seconds: float | None = None) -> list[int]:
+    """The official loaders' frames (see the module docstring): every ``stride``-th source frame
+    from frame 0 (stride = fps / sample_fps, rounded or floored, at least 1), within the first
+    ``max_seconds`` if given, uniformly subsampled to at most ``num_samples``."""
     if num_source < 1:
         raise ValueError(f"num_source must be >= 1, got {num_source}")
     if not (fps > 0 and sample_fps > 0):
         raise ValueError(f"fps and sample_fps must be > 0, got {fps} and {sample_fps}")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    interval = max(1, int(int(fps) // sample_fps)) if fps >= 1 else 1
-    candidates = list(range(0, num_source, interval))
+    if rounding == "round":
+        stride = round(fps / sample_fps)
+    elif rounding == "floor":
+        stride = int(int(fps) / sample_fps)
+    else:
+        raise ValueError(f"rounding must be round or floor, got {rounding!r}")
+    stride = max(1, stride)
+    last = num_source if max_seconds is None else min(num_source, math.ceil(max_seconds * fps))
+    candidates = list(range(0, max(last, 1), stride))
     if len(candidates) <= num_samples:
         return candidates
     picks = np.linspace(0, len(candidates) - 1, num=num_samples).astype(np.int64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 from pipeline.losses import LossParams
 from pipeline.model.config import ModelParams
@@ -41,6 +41,10 @@ class TrainConfig:
         those videos (fixed tag draw) and log R@1 t2v/v2t; 0 switches it off.
     init_temporal_from_backbone: initialise the temporal transformer from the backbone's text
         layers and position embedding (the official trick); needs matching widths.
+    optimizer: ``adamw`` (default) | ``bertadam`` (official: no bias correction); see
+        :mod:`pipeline.train.optim`, like ``schedule`` (``warmup_cosine`` | ``official``),
+        ``schedule_epochs`` (the schedule's length in epochs; null = ``epochs``; official: 5 whatever
+        the epoch count) and ``decay_rule`` (``matrices`` | ``official`` name rule).
     logit_scale: who owns the InfoNCE temperature lambda. ``head``: a parameter of the head
         (``model.init_logit_scale``), trained at ``lr`` without decay, clamped at ln 100 after each
         step. ``backbone``: the official treatment: the backbone's own ``logit_scale``
@@ -70,6 +74,10 @@ class TrainConfig:
     log_every: int
     monitor_videos: int
     init_temporal_from_backbone: bool
+    optimizer: Literal["adamw", "bertadam"]
+    schedule: Literal["warmup_cosine", "official"]
+    schedule_epochs: Optional[int]
+    decay_rule: Literal["matrices", "official"]
     logit_scale: Literal["head", "backbone"]
     model: ModelParams
     loss: LossParams
@@ -98,6 +106,8 @@ class TrainConfig:
         need(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         need(self.monitor_videos == 0 or self.monitor_videos >= 2,
              f"monitor_videos must be 0 (off) or >= 2, got {self.monitor_videos}")
+        need(self.schedule_epochs is None or self.schedule_epochs >= 1,
+             f"schedule_epochs must be null (= epochs) or >= 1, got {self.schedule_epochs}")
         need(self.logit_scale in ("head", "backbone"),
              f"logit_scale must be head or backbone, got {self.logit_scale!r}")
 

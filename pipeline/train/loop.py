@@ -157,14 +157,17 @@ def _build(config: TrainConfig, text: TextConfig, variant: str, inputs: TrainInp
             raise ValueError("train.logit_scale is 'backbone' but this backbone has no logit_scale")
         with torch.no_grad():
             head.logit_scale.fill_(float(backbone.logit_scale))
+        if config.mode == "cached":  # no backbone is trained: lambda stays the backbone's (TrainConfig)
+            head.logit_scale.requires_grad_(False)
     trained_backbone = backbone.train() if config.mode == "finetune" else None
     loss = LossConfig(**to_dict(config.loss), max_words=text.max_words)
     trainable = Trainable(head, trained_backbone, loss, config.logit_scale, padding, text.max_words).to(ctx.device)
     loader, sampler = make_loader(dataset, config.batch_size, ctx, config.seed, config.num_workers)
     steps_per_epoch = len(loader)
     optimizer = build_optimizer(trainable, config.lr, config.clip_lr, config.weight_decay,
-                                tuple(config.adam_betas), config.adam_eps)
-    scheduler = build_scheduler(optimizer, config.epochs * steps_per_epoch, config.warmup_fraction)
+                                tuple(config.adam_betas), config.adam_eps, config.optimizer, config.decay_rule)
+    schedule_epochs = config.schedule_epochs or config.epochs
+    scheduler = build_scheduler(optimizer, schedule_epochs * steps_per_epoch, config.warmup_fraction, config.schedule)
     monitor = pairs.first_caption_per_video(config.monitor_videos) if config.monitor_videos else None
     if monitor is not None and len(monitor) < 2:
         monitor = None
