@@ -15,12 +15,32 @@ from pipeline.config import load_section
 from pipeline.features.config import FeaturesConfig
 from pipeline.features.extract import extract_features
 from pipeline.sharding import current_shard, finish
+from pipeline.tags.tag_video import TagVideoConfig
 from pipeline.text import TextConfig
 from stages.common import run, stage_config
 
-PARAMS = {"features": FeaturesConfig, "text": TextConfig}  # the params sections this stage reads
+# The params sections this stage reads (tag_video: the offline tagger's vocabulary and seeds, for
+# the oracle tag control).
+PARAMS = {"features": FeaturesConfig, "text": TextConfig, "tag_video": TagVideoConfig}
 
 app = typer.Typer(add_completion=False)
+
+
+def _oracle(config: FeaturesConfig, params: Path, videos: Path):
+    """The oracle's visual tags: the synthetic truth beside ``videos`` in the offline tagger's words."""
+    from functools import partial
+
+    from pipeline.data.synth_oracle import load_truth
+    from pipeline.data.synthetic import TRUTH_FILE
+    from pipeline.features.tag_control import oracle_visual_tags
+    from pipeline.tags.lexicon import load_lexicon
+
+    truth = videos.parent / TRUTH_FILE
+    if not truth.is_file():
+        raise FileNotFoundError(f"{truth}: tag_control 'oracle' needs the synthetic dataset's ground truth")
+    tag_video = load_section(TagVideoConfig, "tag_video", params)
+    return partial(oracle_visual_tags, truth=load_truth(truth), lexicon=load_lexicon(tag_video.offline.lexicon),
+                   cfg=tag_video.offline, base_seed=tag_video.seed)
 
 
 @app.command()
@@ -39,10 +59,11 @@ def main(
     """
     config = stage_config(FeaturesConfig, "features", params, checks=PARAMS)
     text = load_section(TextConfig, "text", params)
+    oracle = run("features", _oracle, config, params, videos) if config.tag_control == "oracle" else None
     shard = run("features", current_shard)
     try:
         meta = run("features", extract_features, config, text, backbone, frames, videos, captions, tags, out,
-                   shard=shard)
+                   shard=shard, oracle=oracle)
     finally:
         finish(shard)
     if meta is None:  # not rank 0

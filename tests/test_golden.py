@@ -35,8 +35,9 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 PROFILE = ROOT / "params.reference.yaml"
 MAPPING = json.loads((GOLDEN / "name_mapping.json").read_text())
 CASES = ("above_ln100", "ln20")
-# fp64 agrees to ~1e-14; fp32 to a few 1e-6, except the one gradient that carries lambda/B
-# times fp32 round-off at lambda ~ 101 (the official fp32 and fp64 differ by 1.3e-5 there).
+# Measured: fp64 within 4e-14; fp32 within 5.7e-6 (the worst: confidence.fc2.bias's gradient at
+# lambda ~ 101, which carries lambda/B times fp32 round-off; official fp32 and fp64 differ by
+# 1.3e-5 there, so an operation reordering can approach the fp32 bound).
 TOL = {"fp64": 1e-9, "fp32": 1e-5}
 
 
@@ -111,8 +112,7 @@ def test_forward_loss_and_gradients_match_the_official_code(variant, dtype_name)
                 assert diff(terms[mine], golden[key]) <= tol, (case, mine)
         grads = torch.autograd.grad(terms["total"], [named[MAPPING[variant][n]["project"]] for n in names])
         worst = {n: diff(g, golden[f"grad/{case}/{n}"]) for n, g in zip(names, grads)}
-        bound = tol * (3 if dtype_name == "fp32" and case == "above_ln100" else 1)
-        assert max(worst.values()) <= bound, (case, sorted(worst.items(), key=lambda kv: -kv[1])[:3])
+        assert max(worst.values()) <= tol, (case, sorted(worst.items(), key=lambda kv: -kv[1])[:3])
         # The gradient of lambda is not silenced at lambda > 100 (the old clamp made it 0).
         assert abs(float(golden[f"grad/{case}/clip.logit_scale"])) > 0.01
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.compare.config import CompareConfig
-from pipeline.compare.controls import chance
 from pipeline.compare.paired import compare_results, flatten
 from pipeline.compare.tables import render
 from pipeline.evaluation.results import EvalResult
@@ -24,18 +23,20 @@ log = logging.getLogger(__name__)
 
 
 def controls(result: EvalResult, truth: Path | None) -> dict[str, Any]:
-    """Chance, and the oracle ceiling when the synthetic generator's truth is at hand."""
+    """Chance, and the oracle ceiling when the synthetic generator's truth is at hand (expected
+    R@k of ranking uniformly among the test videos consistent with every fact a caption states;
+    :mod:`pipeline.data.synth_oracle`)."""
     import numpy as np
 
+    from pipeline.data.synth_oracle import chance, controls as truth_controls, load_truth
+
     caption_video = result.ranks["t2v"]["column"].to_numpy(np.int64)
-    out: dict[str, Any] = {"chance": chance(caption_video, result.n_videos)}
+    rand = chance(caption_video, result.n_videos)
+    out: dict[str, Any] = {"chance": {"t2v": {f"R{k}": v for k, v in rand.t2v.items()},
+                                      "v2t": {f"R{k}": v for k, v in rand.v2t.items()}}}
     if truth is not None and Path(truth).is_file():
-        try:
-            from pipeline.data.synth_oracle import oracle_ceiling
-        except ImportError:  # TODO(port): the oracle ceiling module
-            return out
-        out["oracle"] = oracle_ceiling(truth, list(result.ranks["t2v"]["caption_id"]),
-                                       list(result.ranks["v2t"]["video_id"]))
+        found = truth_controls(load_truth(truth), "test", list(result.ranks["v2t"]["video_id"]))
+        out["oracle"] = {d: found["oracle"][d] for d in ("t2v", "v2t")}
     return out
 
 

@@ -100,17 +100,21 @@ def _gather(src: np.ndarray, index: np.ndarray, dst: Path) -> None:
 
 def extract_features(cfg: FeaturesConfig, text: TextConfig, backbone: str | Path, frames_dir: str | Path,
                      videos_path: str | Path, captions_path: str | Path, tags_path: str | Path,
-                     out: str | Path, progress: bool = True, shard: Shard | None = None) -> dict[str, Any] | None:
+                     out: str | Path, progress: bool = True, shard: Shard | None = None,
+                     oracle=None) -> dict[str, Any] | None:
     """Write the features directory ``out`` (see :mod:`pipeline.features.store`); return its meta.
 
     ``shard`` (under torchrun, see :mod:`pipeline.sharding`): each worker encodes a contiguous block
     of the videos and of the distinct texts, cut on encoding-batch boundaries so every batch is the
     one a single process encodes; rank 0 concatenates the parts and writes the directory (bit-
     identical to a single process on the same device type); other ranks return None.
+
+    ``oracle(video_ids) -> tag lists``: the visual tags of ``tag_control: oracle``
+    (:func:`pipeline.features.tag_control.oracle_visual_tags` over the synthetic ground truth).
     """
     out = Path(out)
     frames = FrameStore(frames_dir)
-    inputs = load_inputs(frames, videos_path, captions_path, tags_path, cfg.tag_control)
+    inputs = load_inputs(frames, videos_path, captions_path, tags_path, cfg.tag_control, cfg.seed, oracle)
     table, idx = text_indices(inputs, cfg)
     backbone_sha = file_sha256(backbone)
     fingerprint = _fingerprint(backbone_sha, frames, inputs, table.texts, cfg, text.max_words)

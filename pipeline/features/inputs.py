@@ -50,10 +50,12 @@ def _tags_for(ids: pd.Series, table: dict[str, list[str]], modality: str) -> tup
 
 
 def load_inputs(frames: FrameStore, videos_path: str | Path, captions_path: str | Path,
-                tags_path: str | Path, tag_control: str = "real") -> FeatureInputs:
+                tags_path: str | Path, tag_control: str = "real", seed: int = 0,
+                oracle=None) -> FeatureInputs:
     """Align the inputs. Videos the frames stage skipped, and their captions, are left out
     (counted in ``counts``); an item absent from ``tags.parquet`` has no tags (counted).
-    ``tag_control`` replaces the real tags by a control (see :mod:`pipeline.features.controls`)."""
+    ``tag_control`` replaces the real tags by a control (:mod:`pipeline.features.tag_control`);
+    ``oracle(video_ids)`` gives the oracle's visual tags."""
     index_path = frames.path / "index.parquet"
     index = frames.index[["video_id", "row", "status"]]
     videos = read_parquet(videos_path, columns=["video_id", "split"])
@@ -82,9 +84,10 @@ def load_inputs(frames: FrameStore, videos_path: str | Path, captions_path: str 
     visual, missing_v = _tags_for(table["video_id"], tags["visual"], "visual")
     textual, missing_t = _tags_for(caps["caption_id"], tags["textual"], "textual")
     if tag_control != "real":
-        from pipeline.features.controls import apply_control
+        from pipeline.features.tag_control import controlled_tags
 
-        visual, textual = apply_control(tag_control, table, caps, visual, textual, Path(videos_path).parent)
+        visual, textual = controlled_tags(tag_control, list(table["video_id"]), list(table["split"]), visual,
+                                          list(caps["caption_id"]), list(caps["split"]), textual, seed, oracle)
     counts = {"videos": len(table), "captions": len(caps),
               "videos_without_frames": int(len(videos) - len(table)),
               "captions_without_frames": int((~kept).sum()),

@@ -58,8 +58,8 @@ def recall_figure(eval_dirs: dict[str, Path], counts: dict[str, dict], path: Pat
     colours = colormaps["tab10"]
     for ax, direction in zip(axes, ("t2v", "v2t")):
         gallery = 1
-        for style, (variant, path) in zip(("--", "-"), eval_dirs.items()):
-            result = EvalResult.read(path)
+        for style, (variant, eval_path) in zip(("--", "-"), eval_dirs.items()):
+            result = EvalResult.read(eval_path)
             strategies = result.strategies(direction)
             ranks = result.ranks[direction]
             gallery = int(counts[variant]["test_videos" if direction == "t2v" else "test_captions"])

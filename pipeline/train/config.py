@@ -45,6 +45,8 @@ class TrainConfig:
         :mod:`pipeline.train.optim`, like ``schedule`` (``warmup_cosine`` | ``official``),
         ``schedule_epochs`` (the schedule's length in epochs; null = ``epochs``; official: 5 whatever
         the epoch count) and ``decay_rule`` (``matrices`` | ``official`` name rule).
+    augment: ``none`` | ``randaugment`` (finetune mode: the official MSR-VTT RandAugment
+        rand-m7-n4-mstd0.5-inc1, one draw per video; see :mod:`pipeline.train.augment`).
     logit_scale: who owns the InfoNCE temperature lambda. ``head``: a parameter of the head
         (``model.init_logit_scale``), trained at ``lr`` without decay, clamped at ln 100 after each
         step. ``backbone``: the official treatment: the backbone's own ``logit_scale``
@@ -78,6 +80,7 @@ class TrainConfig:
     schedule: Literal["warmup_cosine", "official"]
     schedule_epochs: Optional[int]
     decay_rule: Literal["matrices", "official"]
+    augment: Literal["none", "randaugment"]
     logit_scale: Literal["head", "backbone"]
     model: ModelParams
     loss: LossParams

@@ -231,8 +231,10 @@ class FrameTextSet(Dataset):
 
     def __init__(self, frames_dir: str | Path, pairs: TrainPairs, texts: list[str],
                  visual_tags: list[list[str]] | None, textual_tags: list[list[str]] | None,
-                 tokenize, max_words: int, tags_per_item: int, seed: int) -> None:
+                 tokenize, max_words: int, tags_per_item: int, seed: int, augment: str = "none") -> None:
         self._tokenize = tokenize
+        self.augment = augment
+        self._augmenter = None
         self.dir, self.pairs, self.texts = Path(frames_dir), pairs, texts
         self.visual_tags, self.textual_tags = visual_tags, textual_tags
         self.max_words, self.tags_per_item, self.seed = max_words, tags_per_item, seed
@@ -257,7 +259,7 @@ class FrameTextSet(Dataset):
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_arrays"] = None
+        state["_arrays"] = state["_augmenter"] = None
         return state
 
     def set_epoch(self, epoch: int) -> None:
@@ -279,6 +281,8 @@ class FrameTextSet(Dataset):
             "mask": _gather(self.arrays["mask"], rows, dtype=np.bool_),
             "video_index": torch.from_numpy(p.video_index[idx].copy()),
         }
+        if self.augment == "randaugment" and epoch is not None:
+            self._augment(out["frames"], out["mask"], idx, epoch)
 
         def put(key: str, texts: list[str]) -> None:
             batch = self._tokenize(texts, self.max_words)
@@ -296,6 +300,18 @@ class FrameTextSet(Dataset):
         if self.textual_tags is not None:
             put("tags_t", sentences(self.textual_tags, idx, 2))
         return out
+
+    def _augment(self, frames: torch.Tensor, mask: torch.Tensor, idx: np.ndarray, epoch: int) -> None:
+        """RandAugment each video's real frames in place, one draw per (seed, epoch, pair)."""
+        if self._augmenter is None:
+            from pipeline.train.augment import VideoRandAugment
+
+            self._augmenter = VideoRandAugment(int(frames.shape[2]))
+        for b, pair in enumerate(idx):
+            real = mask[b].nonzero().flatten()
+            if len(real):
+                done = self._augmenter(list(frames[b, real].numpy()), (self.seed, epoch, int(pair), 3))
+                frames[b, real] = torch.from_numpy(np.stack(done))
 
     def __getitem__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         return self.batch(indices, self.epoch)

@@ -122,7 +122,7 @@ def _build_data(config: TrainConfig, text: TextConfig, inputs: TrainInputs, back
     visual = tag_lists(inputs.tags, pairs.video_ids, "visual") if m.use_visual_tags else None
     textual = tag_lists(inputs.tags, list(pairs.caption_ids), "textual") if m.use_textual_tags else None
     dataset = FrameTextSet(inputs.frames, pairs, texts, visual, textual, backbone.text_tokenizer(),
-                           text.max_words, config.tags_per_item, config.seed)
+                           text.max_words, config.tags_per_item, config.seed, config.augment)
     return pairs, dataset, backbone.embed_dim, store.num_frames, store.padding, {}
 
 

@@ -87,9 +87,9 @@ def _has(mapping: dict[str, Any], dotted: str) -> bool:
 
 def variant_overrides(name: str, spec: dict[str, Any] | None, where: str) -> dict[str, Any]:
     """The full overrides of variant ``name``: its registered base's, then ``spec``'s."""
-    spec = dict(spec or {})
-    if not isinstance(spec, dict):
+    if spec is not None and not isinstance(spec, dict):
         raise ConfigError(f"{where}: expected a mapping of train overrides, got {spec!r}")
+    spec = dict(spec or {})
     base = spec.pop("base", None)
     if base is None and name not in VARIANTS:
         raise ConfigError(f"{where}: {name!r} is not a registered variant "
