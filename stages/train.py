@@ -29,6 +29,18 @@ PARAMS = {"train": TrainConfig, "variants": None, "text": TextConfig}
 app = typer.Typer(add_completion=False)
 
 
+def _load(params: Path, variant: str) -> tuple[TrainConfig, TextConfig]:
+    """The variant's resolved train config and the text section, checked against the other sections."""
+    from pipeline.params import check_agreement
+
+    config = load_variant(params, variant, TrainConfig)
+    text = load_section(TextConfig, "text", params)
+    problems = check_agreement(params, {"train", "variants", "text"})
+    if problems:
+        raise ConfigError(f"{params}: " + "; ".join(problems))
+    return config, text
+
+
 @app.command()
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (train, variants.<variant>, text)"),
@@ -47,17 +59,7 @@ def main(
 ) -> None:
     """Train one variant; write checkpoints and dvclive logs."""
     setup_logging()
-    try:
-        config = load_variant(params, variant, TrainConfig)
-        text = load_section(TextConfig, "text", params)
-        from pipeline.params import check_agreement
-
-        problems = check_agreement(params, {"train", "variants", "text"})
-        if problems:
-            raise ConfigError(f"{params}: " + "; ".join(problems))
-    except ConfigError as err:
-        typer.echo(f"config error: {err}", err=True)
-        raise typer.Exit(2) from None
+    config, text = run("train", _load, params, variant)
     inputs = TrainInputs(features=features, frames=frames, captions=captions, tags=tags, backbone=backbone)
     mode = "auto" if resume is None else ("always" if resume else "never")
     metrics = run("train", train, config, variant, inputs, out, live_dir=live_dir, resume=mode, text=text)

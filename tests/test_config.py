@@ -87,3 +87,43 @@ def test_leaf_keys():
         "stage.name", "stage.mode", "stage.flag", "stage.inner.size", "stage.inner.ratio",
         "stage.sizes", "stage.maybe",
     ]
+
+
+# --- registry_field: {registered name: its params} ----------------------------------------------
+
+@dataclass(frozen=True)
+class Knobs:
+    level: int = 1
+
+
+class _Entry:
+    def __init__(self, params_type: type) -> None:
+        self.params_type = params_type
+
+
+def test_registry_field_validates_names_and_params_through_the_registry():
+    from pipeline.config import registry_field
+    from pipeline.registry import Registry
+
+    reg: Registry = Registry("gadget", "somewhere")
+    reg.register("plain", _Entry(Knobs))
+
+    @dataclass(frozen=True)
+    class Holder:
+        gadgets: dict = registry_field(lambda: reg)
+
+    got = from_mapping(Holder, {"gadgets": {"plain": None}}, "params.yaml: holder")
+    assert got.gadgets == {"plain": Knobs()}  # null is {}
+    with pytest.raises(ConfigError, match="holder.gadgets: unknown gadget 'fancy'; registered: plain"):
+        from_mapping(Holder, {"gadgets": {"fancy": {}}}, "params.yaml: holder")
+    # an entry registered after the config class was defined counts (looked up at load time)
+    with reg.temporarily("fancy", _Entry(Knobs)):
+        got = from_mapping(Holder, {"gadgets": {"fancy": {"level": 3}, "plain": {}}}, "params.yaml: holder")
+        assert list(got.gadgets) == ["fancy", "plain"] and got.gadgets["fancy"] == Knobs(3)  # params order
+    with pytest.raises(ConfigError, match="holder.gadgets.plain: unknown key 'volume'"):
+        from_mapping(Holder, {"gadgets": {"plain": {"volume": 11}}}, "params.yaml: holder")
+    with pytest.raises(ConfigError, match="holder.gadgets.plain.level: expected an integer"):
+        from_mapping(Holder, {"gadgets": {"plain": {"level": "high"}}}, "params.yaml: holder")
+    with pytest.raises(ConfigError, match="expected a mapping of gadget names"):
+        from_mapping(Holder, {"gadgets": ["plain"]}, "params.yaml: holder")
+    assert leaf_keys(Holder) == ["gadgets"]  # one params key for the whole mapping

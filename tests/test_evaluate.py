@@ -14,19 +14,28 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from pipeline.backbone.encode import encode_frames, encode_texts
+from pipeline.backbone.arch import clip_module
+from pipeline.backbone.base import CLIP_MEAN, CLIP_STD
 from pipeline.evaluation import EvaluateError, evaluate, select_rows
 from pipeline.evaluation.outputs import recall_curve, round_metrics, top_items
+from pipeline.evaluation.results import EvalResult
 from pipeline.evaluation.sets import RowView
+from pipeline.evaluation.trained import TrainedModel
 from pipeline.features import infer_sentence, load_features
 from pipeline.features.inputs import load_tags
-from pipeline.retrieval import evaluate_all
-from pipeline.train.checkpoint import load_trained
+from pipeline.retrieval import evaluate_all, rank_all
+from pipeline.retrieval.uncertainty import Entries, bootstrap_metrics, draws
 from stages import evaluate as evaluate_stage
-from tests.test_evaluate_common import (INFER_TAGS, NO_CAPTION, RETRIEVAL, SPLITS, eval_config, eval_params,
-                                        make_project, save_checkpoint, tiny_arch)
+from tests.test_evaluate_common import (BOOTSTRAP, INFER_TAGS, MAX_WORDS, NO_CAPTION, RETRIEVAL, SPLITS, eval_config,
+                                        eval_params, make_project, save_checkpoint, tiny_backbone)
 
 METRIC_KEYS = {"R1", "R5", "R10", "R50", "MdR", "MnR"}
+WITH_INTERVALS = METRIC_KEYS | {f"{k}_{b}" for k in METRIC_KEYS for b in ("lo", "hi")}
+QB_INFO = {"qb_gallery_items", "qb_queries", "qb_querybank_queries", "qb_active_items", "qb_normalised_queries"}
+
+
+def load_head(path: Path):
+    return TrainedModel.load(path).head
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +91,7 @@ def brute_force(head, features: Path, caption_ids: list[str], video_ids: list[st
 @pytest.mark.parametrize("variant", ["dicosa", "macvr"])
 def test_metrics_equal_evaluate_all_on_a_brute_force_similarity(evaluated, variant):
     p = evaluated
-    head, _ = load_trained(p["models"] / variant / "model.pt")
+    head = load_head(p["models"] / variant / "model.pt")
     items = expected_items(p["captions"])
     sim = brute_force(head, p["features"], items["captions"], items["videos"])
     qb_t2v = brute_force(head, p["features"], items["qb_captions"], items["videos"])
@@ -96,12 +105,20 @@ def test_metrics_equal_evaluate_all_on_a_brute_force_similarity(evaluated, varia
     assert np.std(sim) > 0.05  # the scores spread: rankings are not decided by rounding noise
 
     expected = evaluate_all(sim, gt, qb_t2v, qb_v2t, config=RETRIEVAL)
+    info = rank_all(sim, gt, qb_t2v, qb_v2t, config=RETRIEVAL).info
     got = json.loads((out / "metrics.json").read_text())["metrics"]
     assert got.keys() == expected.keys() == {"t2v", "v2t"}
     for direction in expected:
-        assert got[direction].keys() == {"none", "dsl", "qb"}
+        assert set(got[direction]) == {"none", "dsl", "qb"}
         for strategy, leaf in expected[direction].items():
-            assert got[direction][strategy] == pytest.approx(leaf), (direction, strategy)
+            values = got[direction][strategy]
+            assert {k: values[k] for k in leaf} == pytest.approx(leaf), (direction, strategy)
+            for key in METRIC_KEYS:  # every metric lies within its interval
+                assert values[f"{key}_lo"] <= values[key] + 1e-9 and values[key] <= values[f"{key}_hi"] + 1e-9
+            # the strategy's diagnostics, prefixed with its name (QB-Norm: what it activated)
+            diagnostics = {k: v for k, v in values.items() if k not in WITH_INTERVALS}
+            assert diagnostics == {f"{strategy}_{k}": v for k, v in info[direction][strategy].items()}
+        assert set(got[direction]["qb"]) - WITH_INTERVALS == QB_INFO
     # QB-Norm did something on this data (theta 1): otherwise the test could not tell it apart.
     ranks = pd.read_parquet(out / "ranks_t2v.parquet")
     assert (ranks["qb"] != ranks["none"]).any() or (ranks["dsl"] != ranks["none"]).any()
@@ -111,7 +128,7 @@ def test_dicosa_ignores_tags_and_macvr_uses_them(evaluated):
     p = evaluated
     items = expected_items(p["captions"])
     for variant, should_change in (("dicosa", False), ("macvr", True)):
-        head, _ = load_trained(p["models"] / variant / "model.pt")
+        head = load_head(p["models"] / variant / "model.pt")
         store = load_features(p["features"], mmap=False)
         r = int(store.captions_index.set_index("caption_id").loc[items["captions"][0], "row"])
         q = int(store.videos.set_index("video_id").loc[items["videos"][0], "row"])
@@ -167,12 +184,33 @@ def test_metrics_file_nesting_and_rounding(evaluated):
         for direction, by in rounded.items():
             assert set(by) == {"none", "dsl", "qb"}
             for strategy, leaf in by.items():
-                assert set(leaf) == METRIC_KEYS
+                assert set(leaf) == WITH_INTERVALS | (QB_INFO if strategy == "qb" else set())
                 for key, value in leaf.items():
                     assert value == round(full["metrics"][direction][strategy][key], 2)
                     assert round(value, 2) == value
         assert full["counts"] == {"test_captions": 7, "test_videos": 5, "querybank_t2v": 6, "querybank_v2t": 7}
         assert full["features"] == "cached" and full["variant"] == variant
+        assert full["skipped"] == {"t2v": {}, "v2t": {}} and full["train_mode"] == "cached"
+        assert full["evaluate"]["bootstrap"] == {"resamples": 200, "seed": 0, "level": 0.95}
+
+
+def test_intervals_are_the_cluster_bootstrap_of_the_rank_tables(evaluated):
+    """Each metric's interval: test videos resampled with all their captions (t2v clusters are the
+    captions' videos, v2t queries are the videos), with the configured draws."""
+    result = EvalResult.read(evaluated["root"] / "eval" / "macvr")
+    n_videos = result.n_videos
+    weights = draws(n_videos, BOOTSTRAP.resamples, BOOTSTRAP.seed)
+    for direction in ("t2v", "v2t"):
+        table = result.ranks[direction]
+        clusters = table["column"].to_numpy() if direction == "t2v" else np.arange(n_videos)
+        np.testing.assert_array_equal(result.entries(direction, "dsl").clusters, clusters)
+        for strategy in ("none", "dsl", "qb"):
+            want = bootstrap_metrics(Entries.of(table[strategy].to_numpy(), clusters, n_videos), weights,
+                                     BOOTSTRAP.level)
+            got = result.metrics[direction][strategy]
+            assert {k: got[k] for k in want} == pytest.approx(want), (direction, strategy)
+    t2v = result.ranks["t2v"]
+    assert t2v.groupby("column").size().max() > 1  # several captions per video: clusters matter here
 
 
 def test_round_metrics_keeps_nesting_and_non_floats():
@@ -200,7 +238,7 @@ def test_plots_exist_parse_and_match_the_ranks(evaluated):
 def test_recall_curve_against_a_loop():
     ranks = {"qb": np.array([1, 3, 3, 7]), "none": np.array([2, 2, 9, 1])}
     df = recall_curve(ranks, [1, 3, 5])
-    assert list(df.columns) == ["K", "none", "qb"]  # the canonical strategy order
+    assert list(df.columns) == ["K", "qb", "none"]  # the configured (given) strategy order
     for k_i, k in enumerate([1, 3, 5]):
         for s, r in ranks.items():
             assert df[s][k_i] == pytest.approx(100.0 * sum(1 for x in r if x <= k) / len(r))
@@ -215,6 +253,8 @@ def test_rank_and_top_tables_agree_with_the_similarity(evaluated):
     assert [videos[c] for c in caps["column"]] == caps["video_id"].tolist()
     ranks = pd.read_parquet(out / "ranks_t2v.parquet")
     assert ranks["caption_id"].tolist() == caps["caption_id"].tolist()
+    assert list(ranks.columns) == ["caption_id", "video_id", "column", "none", "dsl", "qb"]
+    assert ranks["column"].tolist() == caps["column"].tolist()
     for i, col in enumerate(caps["column"]):
         assert ranks["none"][i] == 1 + np.sum(sim[i] > sim[i, col])
     top = pd.read_parquet(out / "top_t2v.parquet")
@@ -226,7 +266,9 @@ def test_rank_and_top_tables_agree_with_the_similarity(evaluated):
         assert rows["video_id"].tolist() == [videos[j] for j in order]
         np.testing.assert_allclose(rows["score"], sim[i, order], rtol=1e-6)
     v2t = pd.read_parquet(out / "ranks_v2t.parquet")
-    assert v2t["video_id"].tolist() == videos and (v2t[["none", "dsl", "qb"]] >= 1).all().all()
+    assert list(v2t.columns) == ["video_id", "column", "none", "dsl", "qb"]
+    assert v2t["video_id"].tolist() == videos and v2t["column"].tolist() == list(range(len(videos)))
+    assert (v2t[["none", "dsl", "qb"]] >= 1).all().all()
     qb = pd.read_parquet(out / "querybank_t2v.parquet")
     assert qb["caption_id"].tolist() == expected_items(evaluated["captions"])["qb_captions"]
 
@@ -265,7 +307,7 @@ def test_stage_cli_reads_its_params_section(evaluated, tmp_path):
             "--metrics", tmp_path / "metrics.json", "--plots", tmp_path / "plots"]
     result = _invoke(args)
     assert result.exit_code == 0, result.output
-    assert "macvr: t2v none R@1=" in result.output
+    assert "macvr: t2v " in result.output and "t2v none R@1=" in result.output and "v2t qb R@1=" in result.output
     top = pd.read_parquet(tmp_path / "eval" / "top_t2v.parquet")
     assert top["position"].max() == 2
     assert json.loads((tmp_path / "metrics.json").read_text()) == \
@@ -274,10 +316,20 @@ def test_stage_cli_reads_its_params_section(evaluated, tmp_path):
     wrong = _invoke([a if a != "macvr" else "dicosa" for a in args])
     assert wrong.exit_code == 1 and "is a macvr checkpoint, but --variant is dicosa" in wrong.output
     bad = eval_params()
-    del bad["retrieval"]["qb_v2t"]["theta"]
+    del bad["retrieval"]["strategies"]["qb"]["v2t"]["theta"]
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"evaluate": bad}))
     result = _invoke(["--params", tmp_path / "bad.yaml"] + args[2:])
-    assert result.exit_code == 2 and "evaluate.retrieval.qb_v2t: missing key 'theta'" in result.output
+    assert result.exit_code == 1 and "evaluate.retrieval.strategies.qb.v2t: missing key 'theta'" in result.output
+    assert "Traceback" not in result.output
+    subset = eval_params()
+    subset["retrieval"]["strategies"] = {"dsl": {"t2v_temp": 0.01, "v2t_temp": 0.01}, "none": {}}  # no querybank
+    (tmp_path / "subset.yaml").write_text(yaml.safe_dump({"evaluate": subset}))
+    args[args.index("--out") + 1] = tmp_path / "eval_subset"
+    result = _invoke(["--params", tmp_path / "subset.yaml"] + args[2:])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads((tmp_path / "metrics.json").read_text())["t2v"]) == {"dsl", "none"}
+    assert list(pd.read_parquet(tmp_path / "eval_subset" / "ranks_t2v.parquet").columns)[-2:] == ["dsl", "none"]
+    assert not (tmp_path / "eval_subset" / "querybank_t2v.npy").exists()
 
 
 def test_config_validation_names_the_knob():
@@ -287,15 +339,26 @@ def test_config_validation_names_the_knob():
         eval_config(top_k=0)
 
 
-def test_finetune_checkpoint_reencodes_with_its_own_clip(evaluated, tmp_path):
-    """A finetune checkpoint's CLIP (not the frozen backbone) encodes frames, captions and the
-    first-M tag sentences; its scores match the head on features encoded here by that CLIP."""
+def _clip_texts(backbone, texts: list[str]) -> torch.Tensor:
+    """CLIP's text tower on clip.tokenize at text.max_words, without the backbone encoders."""
+    return backbone.model.encode_text(clip_module().tokenize(texts, context_length=MAX_WORDS, truncate=True))
+
+
+def _clip_frames(backbone, frames: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(np.asarray(frames)).permute(0, 3, 1, 2).float() / 255
+    x = (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return backbone.model.encode_image(x)
+
+
+def test_finetune_checkpoint_reencodes_with_its_own_backbone(evaluated, tmp_path):
+    """A finetune checkpoint's backbone (not the frozen one) encodes frames, captions and the
+    first-M tag sentences; its scores match the head on features encoded here by that backbone."""
     p = evaluated
     torch.manual_seed(123)
-    clip = tiny_arch().build().float().eval()
-    head = save_checkpoint(tmp_path / "model.pt", "macvr", seed=5, clip=clip)
+    clip = tiny_backbone()
+    head = save_checkpoint(tmp_path / "model.pt", "macvr", seed=5, backbone=clip)
     missing = tmp_path / "missing"
-    with pytest.raises(EvaluateError, match="needs --frames, --captions, --tags"):
+    with pytest.raises(EvaluateError, match="fine-tuned end to end: .* needs --captions, --tags"):
         evaluate(eval_config(), "macvr", tmp_path / "model.pt", p["features"], missing, missing / "m.json", missing)
     evaluate(eval_config(), "macvr", tmp_path / "model.pt", p["features"], tmp_path / "eval",
              tmp_path / "m.json", tmp_path / "plots", frames_dir=p["frames"], captions_path=p["captions"],
@@ -310,14 +373,14 @@ def test_finetune_checkpoint_reencodes_with_its_own_clip(evaluated, tmp_path):
     mask = np.load(p["frames"] / "clip_mask.npy")
     order = list(SPLITS)
     with torch.no_grad():
-        text = encode_texts(clip, [caps.loc[c, "text"] for c in items["captions"]])
-        tags_t = encode_texts(clip, [infer_sentence(tags["textual"][c], INFER_TAGS) for c in items["captions"]])
+        text = _clip_texts(clip, [caps.loc[c, "text"] for c in items["captions"]])
+        tags_t = _clip_texts(clip, [infer_sentence(tags["textual"][c], INFER_TAGS) for c in items["captions"]])
         sim = np.zeros((len(items["captions"]), len(items["videos"])))
         for j, v in enumerate(items["videos"]):
             r = order.index(v)
             feats = torch.zeros(1, mask.shape[1], text.shape[1])
-            feats[0, torch.from_numpy(mask[r])] = encode_frames(clip, frames[r][mask[r]])
-            tags_v = encode_texts(clip, [infer_sentence(tags["visual"][v], INFER_TAGS)])
+            feats[0, torch.from_numpy(mask[r])] = _clip_frames(clip, frames[r][mask[r]])
+            tags_v = _clip_texts(clip, [infer_sentence(tags["visual"][v], INFER_TAGS)])
             for i in range(len(items["captions"])):
                 sim[i, j] = head.similarity(text[i:i + 1], feats, torch.from_numpy(mask[r:r + 1]), tags_v,
                                             tags_t[i:i + 1]).item()

@@ -4,7 +4,7 @@
 
 ``make_project(root)`` writes, through the real constructors: prepared tables, a frames dir,
 tags.parquet, a tiny random CLIP (``backbone.pt``), the features dir (``extract_features``) and
-random-weight DiCoSA / MAC-VR checkpoints. Splits are interleaved in row order, one test video
+random-weight DiCoSA / MAC-VR checkpoints (version 2, as the train stage writes them). Splits are interleaved in row order, one test video
 has no test caption (left out of the gallery), one training video has no caption (in the v2t
 querybank only), and one training video lists its captions out of ``caption_index`` order.
 """
@@ -19,18 +19,23 @@ import pandas as pd
 import torch
 
 from pipeline.backbone.arch import CLIP_VOCAB_SIZE, ClipArch
-from pipeline.backbone.io import save_weights
+from pipeline.backbone.clip_model import ClipModel
+from pipeline.backbone.io import payload, save_weights
 from pipeline.config import to_dict
 from pipeline.evaluation import EvaluateConfig
+from pipeline.evaluation.config import BootstrapConfig
 from pipeline.features import FeaturesConfig, extract_features
 from pipeline.io import write_npy, write_parquet
 from pipeline.model import MacVR
-from pipeline.retrieval import DSLConfig, QBNormConfig, RetrievalConfig
+from pipeline.retrieval import DSLParams, QBDirection, QBParams, RetrievalConfig
+from pipeline.retrieval.strategies import NoParams
+from pipeline.text import TextConfig
 from pipeline.train import checkpoint as ckpt
-from tests.test_train_common import DIM, FRAMES, tiny_config
+from tests.test_train_common import DIM, FRAMES, tiny_config, tiny_model
 
 SIZE = 16  # CLIP input resolution of the tiny backbone
 INFER_TAGS = 3
+MAX_WORDS = 32  # text.max_words of the project (the tiny CLIP's whole context)
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white"]
 SHAPES = ["circle", "square", "triangle"]
 
@@ -43,8 +48,13 @@ NO_CAPTION = {"v05", "v08"}
 
 def tiny_arch(width: int = DIM) -> ClipArch:
     return ClipArch(embed_dim=width, image_resolution=SIZE, vision_layers=1, vision_width=64, vision_patch_size=8,
-                    context_length=32, vocab_size=CLIP_VOCAB_SIZE, transformer_width=32, transformer_heads=2,
+                    context_length=MAX_WORDS, vocab_size=CLIP_VOCAB_SIZE, transformer_width=32, transformer_heads=2,
                     transformer_layers=1)
+
+
+def tiny_backbone(width: int = DIM) -> ClipModel:
+    """A random tiny CLIP behind the backbone interface (uses the global torch RNG)."""
+    return ClipModel(tiny_arch(width).build(), "tiny").eval()
 
 
 def _captions() -> pd.DataFrame:
@@ -103,9 +113,9 @@ def make_project(root: Path, seed: int = 0) -> dict[str, Path]:
                                 "frame_indices": [list(range(0, 20, 5))] * n}), frames_dir / "index.parquet")
 
     torch.manual_seed(seed)
-    save_weights(tiny_arch().build(), root / "backbone.pt", {"kind": "test"})
+    save_weights(tiny_backbone(), root / "backbone.pt", {"kind": "test"})
     extract_features(FeaturesConfig(batch_size=16, device="cpu", train_tag_draws=2, train_tags_per_draw=2,
-                                    infer_tags=INFER_TAGS, seed=3),
+                                    infer_tags=INFER_TAGS, seed=3, tag_control="real"), TextConfig(MAX_WORDS),
                      backbone=root / "backbone.pt", frames_dir=frames_dir, videos_path=root / "videos.parquet",
                      captions_path=root / "captions.parquet", tags_path=root / "tags.parquet",
                      out=root / "features", progress=False)
@@ -117,37 +127,41 @@ def make_project(root: Path, seed: int = 0) -> dict[str, Path]:
 
 
 def random_head(variant: str, seed: int, mode: str = "cached") -> tuple[MacVR, object]:
-    """A random-weight head whose scores spread widely (a larger last layer than the init's)."""
-    config = dataclasses.replace(tiny_config(), mode=mode).with_variant(variant)
+    """A random-weight head whose scores spread widely (a larger last layer than the init's), and
+    the resolved train config of ``variant`` it stands for."""
+    config = tiny_config(variant, mode=mode)
     torch.manual_seed(seed)
-    head = MacVR(config.model)
+    head = MacVR(tiny_model(variant))
     with torch.no_grad():
         head.confidence.fc2.weight.mul_(50.0)
         head.confidence.fc2.bias.fill_(0.5)
     return head.eval(), config
 
 
-def save_checkpoint(path: Path, variant: str, seed: int, clip: torch.nn.Module | None = None,
-                    head: MacVR | None = None) -> MacVR:
-    """A ``model.pt`` as the train stage writes it (finetune mode when ``clip`` is given)."""
-    made, config = random_head(variant, seed, "finetune" if clip is not None else "cached")
+def save_checkpoint(path: Path, variant: str, seed: int, backbone: ClipModel | None = None,
+                    head: MacVR | None = None, max_words: int = MAX_WORDS, padding: str = "zero") -> MacVR:
+    """A ``model.pt`` as the train stage writes it (finetune mode when ``backbone`` is given)."""
+    made, config = random_head(variant, seed, "finetune" if backbone is not None else "cached")
     if head is None:
         head = made
-    else:
-        config = dataclasses.replace(config, model=head.config)
-    ckpt.save({"kind": "model", "variant": variant, "config": to_dict(config), "epoch": 1, "global_step": 1,
-               "world_size": 1, "fingerprint": "test", "model": ckpt.cpu_state_dict(head),
-               "clip": ckpt.clip_payload(clip), "metrics": {}}, path)
+    ckpt.save({"kind": "model", "variant": variant, "model_config": to_dict(head.config),
+               "run": {"train": to_dict(config), "text": {"max_words": max_words}, "padding": padding, "features": {}},
+               "epoch": 1, "global_step": 1, "world_size": 1, "fingerprint": "test",
+               "model": ckpt.cpu_state_dict(head), "backbone": None if backbone is None else payload(backbone),
+               "metrics": {}}, path)
     return head
 
 
 # theta 1: the tiny querybanks are too small for the reference thresholds (3 / 5) to activate.
-RETRIEVAL = RetrievalConfig(ties="optimistic", dsl=DSLConfig(t2v_temp=0.01, v2t_temp=0.01),
-                            qb_t2v=QBNormConfig(beta=20.0, k=1, theta=1), qb_v2t=QBNormConfig(beta=20.0, k=1, theta=1))
+RETRIEVAL = RetrievalConfig(ties="optimistic", strategies={
+    "none": NoParams(), "dsl": DSLParams(t2v_temp=0.01, v2t_temp=0.01),
+    "qb": QBParams(t2v=QBDirection(beta=20.0, k=1, theta=1), v2t=QBDirection(beta=20.0, k=1, theta=1))})
+BOOTSTRAP = BootstrapConfig(resamples=200, seed=0, level=0.95)
 
 
 def eval_config(**changes) -> EvaluateConfig:
-    base = EvaluateConfig(retrieval=RETRIEVAL, device="cpu", torch_threads=0, method="fast", text_chunk=3,
+    base = EvaluateConfig(retrieval=RETRIEVAL, bootstrap=BOOTSTRAP, device="cpu", torch_threads=0, method="fast",
+                          text_chunk=3,
                           video_chunk=2, text_block=5, video_block=3, querybank_size=0, encode_batch_size=8,
                           top_k=4, recall_ks=[1, 2, 5, 10], plot_dpi=50)
     return dataclasses.replace(base, **changes)

@@ -1,4 +1,5 @@
-"""Features: tag sentences, the features directory against direct CLIP calls, resume, errors."""
+"""Features: tag sentences, the features directory against direct CLIP calls, padded slots, tag
+controls, resume, errors."""
 
 from __future__ import annotations
 
@@ -11,27 +12,35 @@ import pytest
 import torch
 
 from pipeline.backbone.arch import ClipArch, clip_module
-from pipeline.backbone.encode import encode_frames
-from pipeline.backbone.io import file_sha256, load_clip, save_weights
+from pipeline.backbone.clip_model import ClipModel
+from pipeline.backbone.io import file_sha256, load_backbone, save_weights
+from pipeline.device import resolve_device
 from pipeline.features import extract as extract_mod
 from pipeline.features.config import FeaturesConfig
-from pipeline.device import resolve_device
+from pipeline.features.tag_control import shuffled_tags
 from pipeline.features.extract import extract_features
 from pipeline.features.inputs import load_inputs
 from pipeline.features.store import load_features
 from pipeline.features.tags import infer_sentence, tag_sentence, train_sentences
+from pipeline.frames.store import FrameStore
+from pipeline.text import TextConfig
 
 ARCH = ClipArch(embed_dim=16, image_resolution=32, vision_layers=1, vision_width=64,
                 vision_patch_size=16, context_length=16, vocab_size=49408,
                 transformer_width=32, transformer_heads=1, transformer_layers=1)
 N_V, S = 4, 32
 TAGS12 = [f"tag{i}" for i in range(12)]
+TEXT = TextConfig(max_words=16)  # the tiny CLIP's whole context
 
 
 def cfg(**overrides) -> FeaturesConfig:
     base = dict(batch_size=5, device="cpu", train_tag_draws=3, train_tags_per_draw=2,
-                infer_tags=3, seed=7)
+                infer_tags=3, seed=7, tag_control="real")
     return FeaturesConfig(**{**base, **overrides})
+
+
+def extract(config: FeaturesConfig, out: Path, text: TextConfig = TEXT, **paths) -> dict:
+    return extract_features(config, text, out=out, progress=False, **paths)
 
 
 # --- tag sentences --------------------------------------------------------------------------
@@ -118,7 +127,7 @@ def make_dataset(root: Path) -> dict[str, Path]:
             dict(item_id="vid4#1", modality="textual", split="test", tags=["late"])]
     pd.DataFrame(tags).to_parquet(root / "tags.parquet")  # vid3 and most captions: no row
     torch.manual_seed(0)
-    save_weights(ARCH.build(), root / "backbone.pt", {"kind": "test"})
+    save_weights(ClipModel(ARCH.build(), "tiny"), root / "backbone.pt", {"kind": "test"})
     return dict(backbone=root / "backbone.pt", frames_dir=fdir, videos_path=root / "videos.parquet",
                 captions_path=root / "captions.parquet", tags_path=root / "tags.parquet")
 
@@ -127,14 +136,24 @@ def make_dataset(root: Path) -> dict[str, Path]:
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("features")
     paths = make_dataset(root)
-    extract_features(cfg(), out=root / "features", progress=False, **paths)
+    extract(cfg(), root / "features", **paths)
     return root, paths
 
 
-def _direct_text(model, texts):
+def _direct_text(backbone, texts, length: int = 16):
     clip = clip_module()
     with torch.no_grad():
-        return model.encode_text(clip.tokenize(texts, context_length=16, truncate=True)).numpy()
+        return backbone.model.encode_text(clip.tokenize(texts, context_length=length, truncate=True)).numpy()
+
+
+def _direct_frames(backbone, frames: np.ndarray) -> np.ndarray:
+    """CLIP's image tower on CLIP-normalised frames, written out without the encoders."""
+    from pipeline.backbone.base import CLIP_MEAN, CLIP_STD
+
+    x = torch.from_numpy(np.asarray(frames)).permute(0, 3, 1, 2).float() / 255
+    x = (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return backbone.model.encode_image(x).numpy()
 
 
 def test_features_dir_layout_and_indexes(dataset):
@@ -156,8 +175,10 @@ def test_features_dir_layout_and_indexes(dataset):
     assert fs.frame_mask.dtype == bool
     meta = json.loads((root / "features" / "meta.json").read_text())
     assert meta["train_tag_draws"] == 3 and meta["train_tags_per_draw"] == 2
-    assert meta["infer_tags"] == 3 and meta["seed"] == 7
+    assert meta["infer_tags"] == 3 and meta["seed"] == 7 and meta["tag_control"] == "real"
+    assert meta["max_words"] == 16 and meta["padding"] == "zero"
     assert meta["backbone_sha256"] == file_sha256(paths["backbone"])
+    assert meta["backbone_kind"] == "tiny" and meta["backbone_arch"] == ARCH.to_dict()
     assert meta["counts"]["videos_without_frames"] == 1
     assert meta["counts"]["captions_without_frames"] == 2
     assert meta["counts"]["visual_items_without_tags"] == 1  # vid3 (vid2's empty list is a row)
@@ -168,15 +189,14 @@ def test_features_dir_layout_and_indexes(dataset):
 def test_frame_features_equal_direct_encoding_and_padding_is_zero(dataset):
     root, paths = dataset
     fs = load_features(root / "features")
-    model = load_clip(paths["backbone"])
+    model = load_backbone(paths["backbone"])
     frames = np.load(paths["frames_dir"] / "clip_frames.npy")
     index = pd.read_parquet(paths["frames_dir"] / "index.parquet").set_index("video_id")
     for v, vid in enumerate(fs.videos["video_id"]):
         raw = frames[index.loc[vid, "row"]]
         real = fs.frame_mask[v]
         assert real.sum() == (2 if vid == "vid1" else 4)
-        with torch.no_grad():
-            want = encode_frames(model, raw[real]).numpy()
+        want = _direct_frames(model, raw[real])
         np.testing.assert_allclose(fs.frames[v][real].astype(np.float32), want, rtol=2e-3, atol=2e-3)
         assert np.all(fs.frames[v][~real] == 0)
         assert np.all(np.abs(fs.frames[v][real]).sum(axis=1) > 0)
@@ -185,7 +205,7 @@ def test_frame_features_equal_direct_encoding_and_padding_is_zero(dataset):
 def test_caption_features_equal_encode_text(dataset):
     root, paths = dataset
     fs = load_features(root / "features")
-    model = load_clip(paths["backbone"])
+    model = load_backbone(paths["backbone"])
     caps = pd.read_parquet(paths["captions_path"]).set_index("caption_id")
     texts = caps.loc[fs.captions_index["caption_id"], "text"].tolist()
     np.testing.assert_allclose(fs.captions.astype(np.float32), _direct_text(model, texts),
@@ -195,7 +215,7 @@ def test_caption_features_equal_encode_text(dataset):
 def test_tag_features_equal_their_sentences(dataset):
     root, paths = dataset
     fs = load_features(root / "features")
-    model = load_clip(paths["backbone"])
+    model = load_backbone(paths["backbone"])
     tags = pd.read_parquet(paths["tags_path"])
     lookup = {(m, i): list(t) for m, i, t in zip(tags["modality"], tags["item_id"], tags["tags"])}
     for modality, ids, train, infer in (
@@ -211,10 +231,41 @@ def test_tag_features_equal_their_sentences(dataset):
     assert not np.array_equal(fs.tags_visual_train[vid0, 0], fs.tags_visual_train[vid0, 1])
 
 
+def test_blank_padding_fills_padded_slots_with_the_blank_frame(tmp_path):
+    """A frames dir recorded with ``padding: blank``: padded slots hold the backbone's embedding of
+    an all-zero normalised image (the official loader's content); real slots are unchanged."""
+    paths = make_dataset(tmp_path)
+    (paths["frames_dir"] / "summary.json").write_text(json.dumps({"padding": "blank"}))
+    meta = extract(cfg(), tmp_path / "features", **paths)
+    fs = load_features(tmp_path / "features")
+    model = load_backbone(paths["backbone"])
+    with torch.no_grad():
+        blank = model.model.encode_image(torch.zeros(1, 3, S, S))[0].numpy()
+    v = fs.videos.index[fs.videos["video_id"] == "vid1"][0]  # the padded video
+    assert meta["padding"] == "blank" and fs.frame_mask[v].tolist() == [True, True, False, False]
+    for slot in (2, 3):
+        np.testing.assert_allclose(fs.frames[v, slot].astype(np.float32), blank, rtol=2e-3, atol=2e-3)
+    assert np.abs(blank).sum() > 0  # not the zero padding
+
+
+def test_max_words_cuts_every_text(tmp_path):
+    """text.max_words: captions and tag sentences cut to that many tokens (start and end included)."""
+    paths = make_dataset(tmp_path)
+    meta = extract(cfg(), tmp_path / "features", text=TextConfig(max_words=6), **paths)
+    fs = load_features(tmp_path / "features")
+    model = load_backbone(paths["backbone"])
+    caps = pd.read_parquet(paths["captions_path"]).set_index("caption_id")
+    texts = caps.loc[fs.captions_index["caption_id"], "text"].tolist()
+    np.testing.assert_allclose(fs.captions.astype(np.float32), _direct_text(model, texts, 6), rtol=2e-3, atol=2e-3)
+    assert meta["max_words"] == 6 and meta["counts"]["truncated_texts"] > 1
+    with pytest.raises(ValueError, match="max_words 17 exceeds the text context"):
+        extract(cfg(), tmp_path / "too_long", text=TextConfig(max_words=17), **paths)
+
+
 def test_resume_after_a_kill_reuses_finished_work(tmp_path, monkeypatch):
     paths = make_dataset(tmp_path)
     reference = tmp_path / "reference"
-    extract_features(cfg(), out=reference, progress=False, **paths)
+    extract(cfg(), reference, **paths)
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
@@ -222,7 +273,7 @@ def test_resume_after_a_kill_reuses_finished_work(tmp_path, monkeypatch):
     out = tmp_path / "features"
     monkeypatch.setattr(extract_mod, "encode_unique_texts", killed)
     with pytest.raises(KeyboardInterrupt):
-        extract_features(cfg(), out=out, progress=False, **paths)
+        extract(cfg(), out, **paths)
     work = tmp_path / ".features.work"
     assert json.loads((work / "progress.json").read_text())["done"]["frames"] == 5
     assert not out.exists()
@@ -231,8 +282,8 @@ def test_resume_after_a_kill_reuses_finished_work(tmp_path, monkeypatch):
     def no_frames(*args, **kwargs):
         raise AssertionError("finished frame features were recomputed")
 
-    monkeypatch.setattr("pipeline.features.encode.encode_frames", no_frames)
-    extract_features(cfg(batch_size=3), out=out, progress=False, **paths)
+    monkeypatch.setattr("pipeline.features.encode.padded_frame_features", no_frames)
+    extract(cfg(batch_size=3), out, **paths)
     assert not work.exists()
     a, b = load_features(out), load_features(reference)
     for name in ("frames", "captions", "tags_visual_train", "tags_textual_infer"):
@@ -240,39 +291,42 @@ def test_resume_after_a_kill_reuses_finished_work(tmp_path, monkeypatch):
                                    getattr(b, name).astype(np.float32), atol=2e-3)
 
 
-def test_changed_inputs_restart_the_work(tmp_path, monkeypatch):
+@pytest.mark.parametrize("changed", [dict(config=cfg(seed=8)), dict(text=TextConfig(max_words=8))])
+def test_changed_inputs_restart_the_work(tmp_path, monkeypatch, changed):
     paths = make_dataset(tmp_path)
     monkeypatch.setattr(extract_mod, "encode_unique_texts",
                         lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
-        extract_features(cfg(), out=tmp_path / "features", progress=False, **paths)
+        extract(cfg(), tmp_path / "features", **paths)  # frames done, texts not
     monkeypatch.undo()
     calls = []
     real = extract_mod.encode_video_frames
 
-    def counting(model, frames, mask, rows, work, *args, **kwargs):
+    def counting(model, frames, mask, rows, padding, work, *args, **kwargs):
         calls.append(work.done("frames"))
-        return real(model, frames, mask, rows, work, *args, **kwargs)
+        return real(model, frames, mask, rows, padding, work, *args, **kwargs)
 
     monkeypatch.setattr(extract_mod, "encode_video_frames", counting)
-    extract_features(cfg(seed=8), out=tmp_path / "features", progress=False, **paths)
-    assert calls == [0]  # another seed: a new fingerprint, nothing reused
-    assert json.loads((tmp_path / "features" / "meta.json").read_text())["seed"] == 8
+    meta = extract(changed.get("config", cfg()), tmp_path / "features", changed.get("text", TEXT), **paths)
+    assert calls == [0]  # another seed or text length: a new fingerprint, nothing reused
+    assert (meta["seed"], meta["max_words"]) == ((8, 16) if "config" in changed else (7, 8))
 
 
 def test_input_errors_name_the_file(tmp_path):
     paths = make_dataset(tmp_path)
     pd.DataFrame({"video_id": ["vid0"], "split": ["train"]}).to_parquet(paths["videos_path"])
+    store = FrameStore(paths["frames_dir"])
     with pytest.raises(ValueError, match=r"index.parquet: video 'vid1' is not in .*videos.parquet"):
-        load_inputs(paths["frames_dir"], paths["videos_path"], paths["captions_path"], paths["tags_path"])
+        load_inputs(store, paths["videos_path"], paths["captions_path"], paths["tags_path"])
     paths = make_dataset(tmp_path / "again")
+    store = FrameStore(paths["frames_dir"])
     tags = pd.read_parquet(paths["tags_path"])
     pd.concat([tags, tags.iloc[:1]]).to_parquet(paths["tags_path"])
     with pytest.raises(ValueError, match=r"tags.parquet \(visual\): duplicate item_id 'vid0'"):
-        load_inputs(paths["frames_dir"], paths["videos_path"], paths["captions_path"], paths["tags_path"])
+        load_inputs(store, paths["videos_path"], paths["captions_path"], paths["tags_path"])
     tags.assign(modality="audio").to_parquet(paths["tags_path"])
     with pytest.raises(ValueError, match="unknown modality 'audio'"):
-        load_inputs(paths["frames_dir"], paths["videos_path"], paths["captions_path"], paths["tags_path"])
+        load_inputs(store, paths["videos_path"], paths["captions_path"], paths["tags_path"])
 
 
 def test_load_features_rejects_a_damaged_dir(dataset, tmp_path):
@@ -290,6 +344,8 @@ def test_load_features_rejects_a_damaged_dir(dataset, tmp_path):
 def test_config_and_device_errors():
     with pytest.raises(ValueError, match="train_tag_draws must be >= 1"):
         cfg(train_tag_draws=0)
+    with pytest.raises(ValueError, match="tag_control must be real, shuffled or oracle"):
+        cfg(tag_control="random")
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             resolve_device("cuda")
@@ -306,13 +362,14 @@ def test_backbone_and_features_stages_run_from_params(tmp_path):
 
     paths = make_dataset(tmp_path)
     params = {
-        "backbone": {"kind": "tiny", "path": None, "sha256": "official", "tiny": {
-            "embed_dim": 16, "image_resolution": 32, "vision_patch_size": 16, "vision_width": 64,
+        "text": {"max_words": 12},
+        "backbone": {"kind": "tiny", "model": "ViT-B/32", "path": None, "sha256": "official", "tiny": {
+            "embed_dim": 16, "vision_patch_size": 16, "vision_width": 64,
             "vision_layers": 1, "text_width": 32, "text_heads": 1, "text_layers": 1,
-            "context_length": 16, "epochs": 2, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.1,
+            "epochs": 2, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.1,
             "warmup_frac": 0.1, "frames_per_sample": 2, "captions_per_sample": 2, "seed": 0}},
         "features": {"batch_size": 8, "device": "cpu", "train_tag_draws": 2,
-                     "train_tags_per_draw": 6, "infer_tags": 8, "seed": 0},
+                     "train_tags_per_draw": 6, "infer_tags": 8, "seed": 0, "tag_control": "real"},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     runner = CliRunner()
@@ -325,7 +382,8 @@ def test_backbone_and_features_stages_run_from_params(tmp_path):
     assert report["kind"] == "tiny" and report["steps"] == 2
     assert set(report["r1"]) == {"train", "test"} and report["r1"]["train"]["videos"] == 4
     assert report["weights_sha256"] == file_sha256(weights)
-    assert ClipArch.of(load_clip(weights)).transformer_width == 32
+    arch = ClipArch.of(load_backbone(weights).model)
+    assert (arch.transformer_width, arch.image_resolution, arch.context_length) == (32, S, 12)  # sizes from elsewhere
     out = tmp_path / "data" / "features"
     result = runner.invoke(features_app, [
         "--params", str(tmp_path / "params.yaml"), "--backbone", str(weights),
@@ -335,3 +393,54 @@ def test_backbone_and_features_stages_run_from_params(tmp_path):
     assert result.exit_code == 0, result.output
     fs = load_features(out)
     assert fs.tags_visual_train.shape == (5, 2, 16) and fs.meta["backbone_sha256"] == report["weights_sha256"]
+    assert fs.meta["max_words"] == 12
+    params["features"]["tag_control"] = "psychic"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    bad = runner.invoke(features_app, [
+        "--params", str(tmp_path / "params.yaml"), "--backbone", str(weights),
+        "--frames", str(paths["frames_dir"]), "--videos", str(paths["videos_path"]),
+        "--captions", str(paths["captions_path"]), "--tags", str(paths["tags_path"]), "--out", str(out)])
+    assert bad.exit_code == 1 and "tag_control" in bad.output and "Traceback" not in bad.output
+
+
+# --- tag controls ---------------------------------------------------------------------------
+
+def test_shuffled_tags_are_a_derangement_within_each_split():
+    ids = [f"item{i}" for i in range(40)]
+    lists = [[f"t{i}", f"u{i}"] for i in range(40)]  # every list distinct
+    splits = ["train"] * 25 + ["test"] * 10 + ["val"] * 5
+    out = shuffled_tags(ids, lists, splits, seed=3, modality="visual")
+    assert out == shuffled_tags(ids, lists, splits, seed=3, modality="visual")  # deterministic
+    assert out != shuffled_tags(ids, lists, splits, seed=4, modality="visual")
+    for split in ("train", "test", "val"):
+        rows = [r for r, s in enumerate(splits) if s == split]
+        assert sorted(map(tuple, (out[r] for r in rows))) == sorted(map(tuple, (lists[r] for r in rows)))
+        assert all(out[r] != lists[r] for r in rows)  # nobody keeps its own tags
+    assert lists[0] == ["t0", "u0"]  # the input is left alone
+
+
+def test_shuffled_tag_control_in_the_features_inputs(tmp_path):
+    paths = make_dataset(tmp_path)
+    store = FrameStore(paths["frames_dir"])
+    real = load_inputs(store, paths["videos_path"], paths["captions_path"], paths["tags_path"], "real", 7)
+    mixed = load_inputs(store, paths["videos_path"], paths["captions_path"], paths["tags_path"], "shuffled", 7)
+    again = load_inputs(store, paths["videos_path"], paths["captions_path"], paths["tags_path"], "shuffled", 7)
+    assert mixed.visual_tags == again.visual_tags and mixed.textual_tags == again.textual_tags
+    assert mixed.visual_tags != real.visual_tags and mixed.textual_tags != real.textual_tags
+    for table, real_lists, mixed_lists in ((real.videos, real.visual_tags, mixed.visual_tags),
+                                           (real.captions, real.textual_tags, mixed.textual_tags)):
+        for split in set(table["split"]):
+            rows = np.flatnonzero(table["split"].to_numpy() == split)
+            assert sorted(map(tuple, (mixed_lists[r] for r in rows))) == \
+                sorted(map(tuple, (real_lists[r] for r in rows))), split
+    vid0 = real.videos.index[real.videos["video_id"] == "vid0"][0]
+    assert real.visual_tags[vid0] == TAGS12 and mixed.visual_tags[vid0] != TAGS12
+    meta = extract(cfg(tag_control="shuffled"), tmp_path / "features", **paths)  # cfg's seed: 7
+    fs = load_features(tmp_path / "features")
+    model = load_backbone(paths["backbone"])
+    sentences = [infer_sentence(t, 3) for t in mixed.visual_tags]
+    order = [list(mixed.videos["video_id"]).index(v) for v in fs.videos["video_id"]]
+    np.testing.assert_allclose(fs.tags_visual_infer.astype(np.float32),
+                               _direct_text(model, [sentences[i] for i in order]), rtol=2e-3, atol=2e-3)
+    assert meta["tag_control"] == "shuffled"
+

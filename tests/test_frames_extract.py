@@ -57,7 +57,8 @@ def identify(frame: np.ndarray, base: int = 0, max_t: int = 27) -> int:
 
 
 def config(**overrides) -> FramesConfig:
-    values = dict(sampling="uniform", sample_fps=1.0, num_frames=12, image_size=16, padding="zero",
+    values = dict(sampling="uniform", sample_fps=1.0, fps_stride="round", max_seconds=None, num_frames=12,
+                  image_size=16, padding="zero",
                   vlm_num_frames=8, vlm_max_side=40, jpeg_quality=90, workers=2, on_error="raise")
     return FramesConfig(**{**values, **overrides})
 

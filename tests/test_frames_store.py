@@ -21,7 +21,8 @@ from pipeline.frames import FramesConfig, FrameStore, extract_frames
 from pipeline.io import write_parquet
 from pipeline.videoio import write_video
 
-CONFIG = dict(sampling="uniform", sample_fps=1.0, num_frames=4, image_size=16, padding="zero", vlm_num_frames=2,
+CONFIG = dict(sampling="uniform", sample_fps=1.0, fps_stride="round", max_seconds=None, num_frames=4, image_size=16,
+              padding="zero", vlm_num_frames=2,
               vlm_max_side=32, jpeg_quality=90, workers=2, on_error="skip")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -191,10 +192,14 @@ def test_init_from_backbone_copies_text_layers_and_positions():
             assert torch.equal(p, theirs_state[name]), name
     assert torch.equal(model.temporal.position_embedding.weight, clip_model.positional_embedding[:N])
     # the copied blocks compute what CLIP's own blocks compute (up to the LayerNorm epsilon)
-    x = torch.randn(N, 2, D, dtype=torch.float64)
-    eps_model = make_model(temporal_ln_eps=1e-5)
-    eps_model.init_from_backbone(backbone)
-    torch.testing.assert_close(eps_model.temporal.resblocks[0](x), clip_model.transformer.resblocks[0](x))
+    backbone32 = tiny_backbone().float()  # clip's LayerNorm computes in float32
+    x = torch.randn(N, 2, D)
+    eps_model = make_model(dtype=torch.float32, temporal_ln_eps=1e-5)
+    eps_model.init_from_backbone(backbone32)
+    reference = copy.deepcopy(backbone32.model.transformer.resblocks[0])
+    reference.attn_mask = None  # CLIP's text blocks are causal; frames attend both ways
+    with torch.no_grad():
+        torch.testing.assert_close(eps_model.temporal.resblocks[0](x), reference(x))
 
 
 @pytest.mark.parametrize("kwargs, message", [

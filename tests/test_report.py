@@ -16,21 +16,26 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
+from pipeline.compare import BootstrapSettings, CompareConfig, compare_variants
 from pipeline.config import to_dict
 from pipeline.evaluation import evaluate
 from pipeline.evaluation.sets import text_set, video_set
+from pipeline.evaluation.trained import TrainedModel
 from pipeline.features import load_features
+from pipeline.frames.store import FrameStore
 from pipeline.report import QualitativeConfig, ReportConfig, TsneConfig
 from pipeline.report.concepts import PairConcepts, pair_concepts, points, separation, tsne_map
-from pipeline.report.qualitative import FrameSource, select_examples
+from pipeline.report.qualitative import frame_strip, select_examples
 from pipeline.report.tag_histograms import tag_counts, tag_statistics
-from pipeline.train.checkpoint import load_trained
 from stages import report as report_stage
 from tests.test_evaluate_common import eval_config, make_project
 
+COMPARE = CompareConfig(baseline="dicosa", table2=["dicosa", "macvr"], table4=["macvr", "dicosa"],
+                        metrics=["R1", "R5", "MnR"], bootstrap=BootstrapSettings(resamples=200, seed=0, level=0.95))
+
 
 def report_config(**changes) -> ReportConfig:
-    base = ReportConfig(top_tags=5, tag_splits=["train", "test"],
+    base = ReportConfig(candidate="macvr", top_tags=5, tag_splits=["train", "test"],
                         tsne=TsneConfig(max_pairs=4, perplexity=5.0, max_iter=250, seed=0),
                         qualitative=QualitativeConfig(strategy="none", improved=2, worsened=2, top_videos=3,
                                                       max_tags=3, frames_shown=2),
@@ -45,10 +50,14 @@ def built(tmp_path_factory):
     for variant in ("dicosa", "macvr"):
         evaluate(eval_config(), variant, p["models"] / variant / "model.pt", p["features"], root / "eval" / variant,
                  root / "metrics" / f"{variant}.json", root / "plots" / variant)
-    (root / "params.yaml").write_text(yaml.safe_dump({"report": to_dict(report_config())}))
+    compare_variants(COMPARE, ["dicosa", "macvr"], root / "eval", root / "metrics" / "comparison.json",
+                     root / "metrics" / "tables.md")
+    (root / "params.yaml").write_text(yaml.safe_dump({"report": to_dict(report_config()),
+                                                      "compare": to_dict(COMPARE)}))
     result = CliRunner().invoke(report_stage.app, [str(a) for a in [
         "--params", root / "params.yaml", "--tags", p["tags"], "--eval-dir", root / "eval", "--models", p["models"],
-        "--features", p["features"], "--captions", p["captions"], "--frames", p["frames"], "--out", root / "reports"]])
+        "--features", p["features"], "--captions", p["captions"], "--frames", p["frames"],
+        "--tables", root / "metrics" / "tables.md", "--out", root / "reports"]])
     assert result.exit_code == 0, result.output
     p["reports"] = root / "reports"
     return p
@@ -85,11 +94,26 @@ def test_markdown_metrics_table_holds_both_variants(built):
         for direction, by in metrics.items():
             for strategy, leaf in by.items():
                 label = {"none": "none", "dsl": "DSL", "qb": "QB-Norm"}[strategy]
-                cells = " | ".join(f"{leaf[k]:.2f}" for k in ("R1", "R5", "R10", "R50", "MdR", "MnR"))
+                cells = " | ".join(f"{leaf[k]:.2f} [{leaf[k + '_lo']:.2f}, {leaf[k + '_hi']:.2f}]"
+                                   for k in ("R1", "R5", "R10", "R50", "MdR", "MnR"))
                 assert f"| {direction} | {label} | {variant} | {cells} |" in md
     m = {v: json.loads((root / "eval" / v / "metrics.json").read_text())["metrics"] for v in ("dicosa", "macvr")}
     delta = m["macvr"]["t2v"]["dsl"]["R1"] - m["dicosa"]["t2v"]["dsl"]["R1"]
     assert f"| t2v | DSL | macvr - dicosa | *{delta:+.2f}* |" in md
+
+
+def test_compare_tables_are_included(built):
+    """The compare stage's tables (every variant) appear in the summary and, as HTML, in the page."""
+    out, root = built["reports"], built["root"]
+    tables = (root / "metrics" / "tables.md").read_text()
+    md = (out / "summary.md").read_text()
+    assert "## All variants (compare stage)" in md and "## Tab. 2-like: variants x inference strategies" in md
+    body = tables.split("\n", 1)[1].strip()
+    assert body in md  # the tables without their own title
+    page = (out / "index.html").read_text()
+    assert "<h3>Tab. 2-like: variants x inference strategies</h3>" in page and "<h2>All variants" in page
+    report = json.loads((out / "report.json").read_text())
+    assert report["tables"] == tables and report["variants"] == ["dicosa", "macvr"]
 
 
 def test_tag_counts_count_items_not_mentions():
@@ -118,7 +142,7 @@ def test_tag_csvs_match_a_recount(built):
 
 
 def test_pair_concepts_are_the_models_own(built):
-    head, _ = load_trained(built["models"] / "macvr" / "model.pt")
+    head = TrainedModel.load(built["models"] / "macvr" / "model.pt").head
     store = load_features(built["features"], mmap=False)
     rows = np.array([0, 3])  # video rows v00, v03; caption rows of their first captions
     caps = store.captions_index.set_index("caption_id")["row"]
@@ -182,12 +206,12 @@ def test_qualitative_examples_are_consistent_with_the_ranks(built):
 
 
 def test_frame_strip_uses_real_frames_evenly(built):
-    source = FrameSource(built["frames"])
+    store = FrameStore(built["frames"])
     frames = np.load(built["frames"] / "clip_frames.npy")
-    strip = source.strip("v00", 2)  # v00 has 3 real frames of 4: first and last real ones
+    strip = frame_strip(store, "v00", 2)  # v00 has 3 real frames of 4: first and last real ones
     assert strip.shape == (16, 32, 3)
     assert np.array_equal(strip[:, :16], frames[0, 0]) and np.array_equal(strip[:, 16:], frames[0, 2])
-    assert source.strip("v01", 10).shape == (16, 64, 3) and source.strip("nope", 2) is None
+    assert frame_strip(store, "v01", 10).shape == (16, 64, 3) and frame_strip(store, "nope", 2) is None
 
 
 def test_missing_evaluation_is_reported(built, tmp_path):
@@ -202,5 +226,7 @@ def test_missing_evaluation_is_reported(built, tmp_path):
 def test_report_config_validation():
     with pytest.raises(ValueError, match="max_iter must be >= 250"):
         TsneConfig(max_pairs=4, perplexity=5.0, max_iter=10, seed=0)
+    with pytest.raises(ValueError, match="unknown inference strategy 'magic'; registered: none, dsl, qb"):
+        QualitativeConfig(strategy="magic", improved=1, worsened=1, top_videos=1, max_tags=1, frames_shown=1)
     with pytest.raises(ValueError, match="tag_splits"):
         report_config(tag_splits=["train", "train"])

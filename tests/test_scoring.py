@@ -14,14 +14,14 @@ from pipeline.model import MacVR, ModelConfig
 D, K, N = 32, 4, 6
 
 
-def make_model(dtype=torch.float64, **overrides) -> MacVR:
-    cfg = dict(variant="macvr", embed_dim=D, num_concepts=K, pool_temperature=3.0,
-               pool_masking="before_softmax", temporal_layers=1, temporal_heads=2, max_frames=N,
-               concept_projection="chunk", confidence_hidden_ratio=2, use_visual_tags=True,
-               use_textual_tags=True, init_logit_scale=math.log(100))
+TAGS = {"macvr": ("visual", "textual"), "dicosa": (), "macvr_no_tt": ("visual",), "macvr_no_vt": ("textual",)}
+
+
+def make_model(dtype=torch.float64, variant: str = "macvr", **overrides) -> MacVR:
+    cfg = dict(tags=TAGS[variant], embed_dim=D, num_concepts=K, pool_temperature=3.0,
+               pool_masking="before_softmax", temporal_layers=1, temporal_heads=2, temporal_ln_eps=1e-12,
+               max_frames=N, concept_projection="chunk", confidence_hidden_ratio=2, init_logit_scale=math.log(100))
     cfg.update(overrides)
-    if cfg["variant"] == "dicosa":
-        cfg.update(use_visual_tags=False, use_textual_tags=False, confidence_hidden_ratio=2)
     torch.manual_seed(0)
     model = MacVR(ModelConfig(**cfg)).to(dtype)
     for p in model.confidence.parameters():
@@ -43,7 +43,7 @@ def make_data(nt=11, nv=13, dtype=torch.float64, seed=3):
 
 
 VARIANTS = [
-    dict(), dict(variant="dicosa"), dict(use_visual_tags=False), dict(use_textual_tags=False),
+    dict(), dict(variant="dicosa"), dict(variant="macvr_no_vt"), dict(variant="macvr_no_tt"),
     dict(concept_projection="linear"), dict(pool_masking="after_softmax"),
     dict(variant="dicosa", pool_masking="after_softmax", concept_projection="linear"),
 ]

@@ -15,16 +15,15 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.backbone.encode import encode_texts
-from pipeline.backbone.io import load_clip, save_weights
+from pipeline.backbone.io import load_backbone, save_weights
 from pipeline.features import load_features
 from pipeline.features.inputs import load_tags
 from pipeline.io import write_npy
 from pipeline.model import MacVR
 from pipeline.search import SearchConfig, query_tags, search
 from tests.tags_fake_server import FakeOpenAIServer, default_params
-from tests.test_evaluate_common import INFER_TAGS, SPLITS, make_project, save_checkpoint, tiny_arch
-from tests.test_train_common import tiny_config
+from tests.test_evaluate_common import INFER_TAGS, MAX_WORDS, SPLITS, make_project, save_checkpoint, tiny_backbone
+from tests.test_train_common import tiny_model
 
 QUERY = "a red circle moves left"
 TARGET = "v07"  # a test video; its frames are replaced by the query's CLIP embedding
@@ -38,16 +37,15 @@ def _params(tmp_path, backend: str = "offline", base_url: str = "http://127.0.0.
                       "device": "cpu"}
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"search": search_section, "tag_text": tags["tag_text"],
-                                    "clean_tags": tags["clean_tags"]}))
+                                    "clean_tags": tags["clean_tags"], "text": {"max_words": MAX_WORDS}}))
     return path, SearchConfig(**search_section)
 
 
 def cosine_head(variant: str) -> tuple[MacVR, object]:
     """No temporal module and a constant confidence of 1: s_ij = sum_k cos(e_t^k, e_v^k), which is
     maximal (K) exactly when the pooled video points along the caption."""
-    config = tiny_config().with_variant(variant)
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, temporal_layers=0))
-    head = MacVR(config.model)
+    config = dataclasses.replace(tiny_model(variant), temporal_layers=0)
+    head = MacVR(config)
     with torch.no_grad():
         head.confidence.fc1.weight.zero_()
         head.confidence.fc1.bias.fill_(1.0)
@@ -63,7 +61,7 @@ def project(tmp_path_factory):
     shutil.copytree(p["features"], features)
     store = load_features(features, mmap=False)
     with torch.no_grad():
-        q = encode_texts(load_clip(p["backbone"]), [QUERY])[0].numpy()
+        q = load_backbone(p["backbone"]).encode_texts([QUERY], MAX_WORDS)[0].numpy()
     frames = np.array(store.frames)
     row = int(store.videos.set_index("video_id").loc[TARGET, "row"])
     frames[row][store.frame_mask[row]] = q.astype(np.float16) * 3.0  # the scale does not change a cosine
@@ -139,22 +137,22 @@ def test_errors_are_one_line_messages(project, tmp_path):
     missing = _run(project, params, "--model", tmp_path / "nope.pt")
     assert missing.exit_code == 1 and "checkpoint not found" in missing.output
     torch.manual_seed(1)
-    save_checkpoint(tmp_path / "ft.pt", "macvr", seed=2, clip=tiny_arch().build())
+    save_checkpoint(tmp_path / "ft.pt", "macvr", seed=2, backbone=tiny_backbone())
     finetuned = _run(project, params, "--model", tmp_path / "ft.pt")
     assert finetuned.exit_code == 1 and "needs --frames" in finetuned.output
     no_split = _run(project, params, "--model", model, "--split", "nosuch")
     assert no_split.exit_code == 1 and "no 'nosuch' videos" in no_split.output
     torch.manual_seed(3)
-    save_weights(tiny_arch().build(), tmp_path / "other.pt", {"kind": "test"})
+    save_weights(tiny_backbone(), tmp_path / "other.pt", {"kind": "test"})
     other = CliRunner().invoke(_app(), [str(a) for a in [QUERY, "--params", params, "--model", model, "--backbone",
                                                          tmp_path / "other.pt", "--features", project["features_match"]]])
-    assert other.exit_code == 1 and "is not the CLIP that encoded" in other.output
+    assert other.exit_code == 1 and "is not the backbone that encoded the features" in other.output
 
 
 def test_finetune_checkpoint_reencodes_the_gallery(project, tmp_path):
     params, _ = _params(tmp_path)
     torch.manual_seed(1)
-    save_checkpoint(tmp_path / "ft.pt", "macvr", seed=2, clip=tiny_arch().build())
+    save_checkpoint(tmp_path / "ft.pt", "macvr", seed=2, backbone=tiny_backbone())
     result = _run(project, params, "--model", tmp_path / "ft.pt", "--frames", project["frames"], "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)

@@ -1,6 +1,6 @@
 """The paper-style tables as Markdown: Tab. 2 (variants x strategies) and Tab. 4 (ablations).
 
-Every cell is ``value [lo, hi]`` (the metric and its 95% bootstrap interval) and, for a variant
+Every cell is ``value [lo, hi]`` (the metric and its bootstrap interval, 95% by default) and, for a variant
 other than the baseline, ``Δ diff [lo, hi]`` (the paired difference to the baseline on the same
 test queries; bold when its interval excludes 0).
 """
@@ -79,9 +79,10 @@ def controls_lines(controls: dict[str, Any], metrics: list[str]) -> list[str]:
 def render(report: dict[str, Any], config) -> str:
     """The whole Markdown document of the compare stage."""
     m, base = report["metrics"], config.baseline
+    pct = f"{100 * config.bootstrap.level:g}"
     lines = ["# Variants compared", "",
              f"Test split: {report['counts']['test_captions']} captions, {report['counts']['test_videos']} videos. "
-             f"Cells: value [95% interval]; Δ = paired difference to **{base}** [95% interval] "
+             f"Cells: value [{pct}% interval]; Δ = paired difference to **{base}** [{pct}% interval] "
              f"(bold: the interval excludes 0). Intervals: cluster bootstrap over test videos "
              f"({config.bootstrap.resamples} resamples).", ""]
     if report.get("controls"):

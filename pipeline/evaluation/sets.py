@@ -3,7 +3,7 @@
 ``EvalSets`` holds test captions, test videos, the t2v querybank captions and the v2t
 querybank videos. In cached mode every array is a :class:`RowView` of the features directory's
 memory-mapped arrays (rows read block by block while scoring, so nothing is loaded whole);
-finetune-mode checkpoints get freshly encoded arrays instead (see :mod:`.encode`). Tag features
+finetune-mode checkpoints get freshly encoded arrays instead (see :mod:`.trained`). Tag features
 are the inference sentences (the first M tags of each item); a head without a tag slot ignores
 them (DiCoSA).
 """

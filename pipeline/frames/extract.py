@@ -226,6 +226,7 @@ class _FramesWriter:
         self.directory, self.num_videos = directory, num_videos
         self.num_frames, self.size = config.num_frames, config.image_size
         self.sampling, self.sample_fps, self.padding = config.sampling, config.sample_fps, config.padding
+        self.fps_stride, self.max_seconds = config.fps_stride, config.max_seconds
         # Sized for every video; if some are skipped the unused tail is cut off in finish().
         shape = (num_videos, self.num_frames, self.size, self.size, 3)
         self.clip = open_npy_writer(directory / CLIP_FRAMES, shape, np.uint8)
@@ -277,7 +278,8 @@ class _FramesWriter:
         summary = {
             "videos": self.num_videos, "ok": self.ok, "skipped": self.num_videos - self.ok,
             "padded": self.padded, "num_frames": self.num_frames, "image_size": self.size,
-            "sampling": self.sampling, "sample_fps": self.sample_fps, "padding": self.padding,
+            "sampling": self.sampling, "sample_fps": self.sample_fps, "fps_stride": self.fps_stride,
+            "max_seconds": self.max_seconds, "padding": self.padding,
             "vlm_frames": self.vlm_frames, "vlm_bytes": self.vlm_bytes,
         }
         write_json(summary, self.directory / SUMMARY)

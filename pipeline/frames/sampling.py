@@ -59,14 +59,16 @@ def fps_indices(num_source: int, fps: float, sample_fps: float, num_samples: int
         raise ValueError(f"fps and sample_fps must be > 0, got {fps} and {sample_fps}")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    if rounding == "round":
+    if rounding == "round":  # the decord loader: real frame rate
+        rate = fps
         stride = round(fps / sample_fps)
-    elif rounding == "floor":
-        stride = int(int(fps) / sample_fps)
+    elif rounding == "floor":  # the cv2 loader: the integer part of the frame rate, for stride and time
+        rate = float(int(fps)) or 1.0
+        stride = int(rate / sample_fps)
     else:
         raise ValueError(f"rounding must be round or floor, got {rounding!r}")
     stride = max(1, stride)
-    last = num_source if max_seconds is None else min(num_source, math.ceil(max_seconds * fps))
+    last = num_source if max_seconds is None else min(num_source, math.ceil(max_seconds * rate))
     candidates = list(range(0, max(last, 1), stride))
     if len(candidates) <= num_samples:
         return candidates

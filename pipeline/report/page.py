@@ -51,7 +51,7 @@ def markdown(report: dict) -> str:
     out = ["# MAC-VR report", "",
            f"Baseline **{base}** vs **{cand}**, test split: "
            f"{report['counts'][cand]['test_captions']} captions, {report['counts'][cand]['test_videos']} videos. "
-           "R@K in %, MdR / MnR = median / mean rank (lower is better), each with its 95% bootstrap "
+           "R@K in %, MdR / MnR = median / mean rank (lower is better), each with its bootstrap "
            "interval [lo, hi]. Strategies: none (raw scores), DSL (dual softmax), QB-Norm (querybank "
            "normalisation).", "",
            "## Retrieval metrics", "",

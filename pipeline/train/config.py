@@ -50,8 +50,8 @@ class TrainConfig:
     logit_scale: who owns the InfoNCE temperature lambda. ``head``: a parameter of the head
         (``model.init_logit_scale``), trained at ``lr`` without decay, clamped at ln 100 after each
         step. ``backbone``: the official treatment: the backbone's own ``logit_scale``
-        (pretrained CLIP: ln 100), in the backbone's parameter group (``clip_lr``, weight decay) in
-        finetune mode, frozen in cached mode.
+        (pretrained CLIP: ln 100), in the backbone's parameter group (``clip_lr``; decayed under
+        ``decay_rule: official``, as officially) in finetune mode, frozen in cached mode.
     model / loss: the head and the loss weights (``model.tags`` and ``loss.alpha_align`` are set
         by the variant: see :mod:`pipeline.train.variants`).
     """

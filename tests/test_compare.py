@@ -1,0 +1,228 @@
+"""The compare stage on small evaluation directories: comparison.json, the Markdown tables
+(intervals, paired differences, bold when the interval excludes 0), chance levels, ``macvr diff``."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.compare import BootstrapSettings, CompareConfig, compare_results, compare_variants
+from pipeline.data.synth_oracle import chance
+from pipeline.compare.paired import CompareError
+from pipeline.config import ConfigError, from_mapping
+from pipeline.evaluation.config import BootstrapConfig, EvaluateConfig
+from pipeline.evaluation.results import EvalResult
+from pipeline.evaluation.run import _rank_frames, metrics_with_intervals
+from pipeline.io import write_json, write_parquet
+from pipeline.retrieval import RankedRetrieval, reference_config
+from pipeline.retrieval.uncertainty import METRICS
+
+VIDEOS, CAPTIONS_PER_VIDEO = 60, 2
+SETTINGS = BootstrapSettings(resamples=400, seed=0, level=0.95)
+CONFIG = CompareConfig(baseline="dicosa", table2=["dicosa", "macvr"], table4=["macvr", "macvr_no_la", "dicosa"],
+                       metrics=["R1", "R5", "MnR"], bootstrap=SETTINGS)
+
+
+def eval_dir(path: Path, variant: str, t2v: dict[str, np.ndarray], v2t: dict[str, np.ndarray]) -> Path:
+    """An evaluation directory as the evaluate stage writes it, from given per-query ranks."""
+    caption_video = np.repeat(np.arange(VIDEOS), CAPTIONS_PER_VIDEO)
+    rows = SimpleNamespace(video_ids=[f"v{j:02d}" for j in range(VIDEOS)], caption_video=caption_video,
+                           caption_ids=[f"v{j:02d}#{k}" for j in range(VIDEOS) for k in range(CAPTIONS_PER_VIDEO)])
+    ranked = RankedRetrieval(ties="optimistic")
+    for direction, by in (("t2v", t2v), ("v2t", v2t)):
+        for strategy, ranks in by.items():
+            ranked.ranks[direction][strategy] = np.asarray(ranks, dtype=np.float64)
+            ranked.tied[direction][strategy] = np.zeros(len(ranks), dtype=np.int64)
+            ranked.info[direction][strategy] = {}
+    config = EvaluateConfig(retrieval=reference_config(names=("none", "dsl")),
+                            bootstrap=BootstrapConfig(resamples=200, seed=0, level=0.95), device="cpu",
+                            torch_threads=0, method="fast", text_chunk=1, video_chunk=1, text_block=1, video_block=1,
+                            querybank_size=0, encode_batch_size=1, top_k=1, recall_ks=[1], plot_dpi=10)
+    metrics = metrics_with_intervals(ranked, caption_video, config)
+    path.mkdir(parents=True)
+    for direction, table in _rank_frames(rows, ranked).items():
+        write_parquet(table, path / f"ranks_{direction}.parquet")
+    write_json({"metrics": metrics, "variant": variant, "evaluate": {"retrieval": {"ties": "optimistic"}},
+                "counts": {"test_captions": len(caption_video), "test_videos": VIDEOS}}, path / "metrics.json")
+    return path
+
+
+@pytest.fixture(scope="module")
+def evals(tmp_path_factory) -> Path:
+    """dicosa (mediocre), macvr (clearly better on every query) and macvr_no_la (dicosa's ranks)."""
+    root = tmp_path_factory.mktemp("eval")
+    rng = np.random.default_rng(0)
+    n = VIDEOS * CAPTIONS_PER_VIDEO
+    base = {"t2v": {"none": rng.integers(1, 30, n), "dsl": rng.integers(1, 20, n)},
+            "v2t": {"none": rng.integers(1, 40, VIDEOS), "dsl": rng.integers(1, 30, VIDEOS)}}
+    better = {d: {s: np.where(rng.random(len(r)) < 0.8, 1, r) for s, r in by.items()} for d, by in base.items()}
+    eval_dir(root / "dicosa", "dicosa", **base)
+    eval_dir(root / "macvr", "macvr", **better)
+    eval_dir(root / "macvr_no_la", "macvr_no_la", **base)
+    return root
+
+
+@pytest.fixture(scope="module")
+def compared(evals, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    report = compare_variants(CONFIG, ["dicosa", "macvr", "macvr_no_la"], evals, out / "comparison.json",
+                              out / "tables.md")
+    return report, json.loads((out / "comparison.json").read_text()), (out / "tables.md").read_text()
+
+
+def test_comparison_json_holds_every_paired_difference_and_chance(compared, evals):
+    report, tracked, _ = compared
+    assert set(tracked) == {"macvr_vs_dicosa", "macvr_no_la_vs_dicosa", "controls"}
+    for name in ("macvr_vs_dicosa", "macvr_no_la_vs_dicosa"):
+        assert set(tracked[name]) == {"t2v", "v2t"}
+        for direction in ("t2v", "v2t"):
+            assert set(tracked[name][direction]) == {"none", "dsl"}
+            for leaf in tracked[name][direction].values():
+                assert set(leaf) == {f"{m}_{k}" for m in METRICS for k in ("diff", "lo", "hi", "p")}
+    # the numbers are the paired bootstrap of the two evaluation directories
+    want = compare_results(EvalResult.read(evals / "macvr"), EvalResult.read(evals / "dicosa"), SETTINGS)
+    for direction, by in want.items():
+        for strategy, metrics in by.items():
+            for metric, d in metrics.items():
+                for key, value in d.items():
+                    assert tracked["macvr_vs_dicosa"][direction][strategy][f"{metric}_{key}"] == \
+                        pytest.approx(value, abs=1e-3)
+    r1 = report["paired"]["macvr"]["t2v"]["none"]["R1"]
+    assert r1["diff"] > 0 and r1["lo"] > 0 and r1["p"] < 0.05  # clearly better
+    same = report["paired"]["macvr_no_la"]["t2v"]["none"]["R1"]
+    assert same == {"diff": 0.0, "lo": 0.0, "hi": 0.0, "p": 1.0}  # the same ranks: no difference
+    rand = chance(np.repeat(np.arange(VIDEOS), 2), VIDEOS)
+    assert tracked["controls"] == {"chance": {d: {f"R{k}": round(v, 2) for k, v in by.items()}
+                                              for d, by in (("t2v", rand.t2v), ("v2t", rand.v2t))}}
+    assert report["baseline"] == "dicosa" and report["counts"]["test_videos"] == VIDEOS
+    assert report["descriptions"]["macvr_no_la"] == "MAC-VR without the alignment loss (Tab. 4)"
+
+
+def _row(md: str, first: str, second: str) -> list[str]:
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 2 and cells[0] == first and cells[1] == second:
+            return cells
+    raise AssertionError(f"no row {first} | {second}")
+
+
+def test_tables_show_intervals_differences_and_bold_when_significant(compared):
+    report, _, md = compared
+    assert md.startswith("# Variants compared")
+    assert f"Test split: {VIDEOS * 2} captions, {VIDEOS} videos." in md and "400 resamples" in md
+    assert "## Tab. 2-like: variants x inference strategies" in md and "## Tab. 4-like: ablations" in md
+    assert "| strategy | variant | R@1 | R@5 | MnR |" in md
+    m, paired = report["metrics"], report["paired"]
+    # the baseline's cells: value [lo, hi], no difference
+    base = _row(md, "none", "dicosa")
+    v = m["dicosa"]["t2v"]["none"]
+    assert base[2] == f"{v['R1']:.1f} [{v['R1_lo']:.1f}, {v['R1_hi']:.1f}]" and "Δ" not in base[2]
+    # a clearly better variant: its difference, in bold
+    better = _row(md, "none", "macvr")
+    v, d = m["macvr"]["t2v"]["none"], paired["macvr"]["t2v"]["none"]["R1"]
+    assert better[2] == (f"{v['R1']:.1f} [{v['R1_lo']:.1f}, {v['R1_hi']:.1f}]"
+                         f"<br>**Δ {d['diff']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}]**")
+    mnr = paired["macvr"]["t2v"]["none"]["MnR"]
+    assert mnr["hi"] < 0 and better[4].endswith("**") and f"Δ {mnr['diff']:+.1f}" in better[4]
+    # a variant equal to the baseline: Δ 0, not bold (Tab. 4 lists the ablation)
+    equal = _row(md, "macvr_no_la", "MAC-VR without the alignment loss (Tab. 4)")
+    assert "Δ +0.0 [+0.0, +0.0]" in equal[2] and "**" not in equal[2]
+    assert "**text-to-video, DSL**" in md and "**video-to-text**" in md
+    # chance levels as the reference points, for the recall columns only
+    chance_t2v = _row(md, "chance", "t2v")
+    assert chance_t2v[2:] == [f"{100 / VIDEOS:.1f}", f"{500 / VIDEOS:.1f}"]  # R@1, R@5 (the recall columns)
+    assert len(re.findall(r"^\| chance \|", md, flags=re.M)) == 2
+
+
+def brute_chance(caption_video: list[int], n_videos: int, k: int) -> tuple[float, float]:
+    """Expected R@k of a uniformly random ranking, by enumerating every ordering of the gallery."""
+    captions = len(caption_video)
+    t2v = np.mean([min(k, n_videos) / n_videos])  # a caption's video lands in any position alike
+    hits = []
+    for video in range(n_videos):
+        relevant = {i for i, v in enumerate(caption_video) if v == video}
+        orders = list(itertools.permutations(range(captions)))
+        hits.append(np.mean([bool(relevant & set(order[:k])) for order in orders]))
+    # t2v, checked by enumeration too: positions of the true video among all orderings of the videos
+    t2v_enum = np.mean([order.index(0) < k for order in itertools.permutations(range(n_videos))])
+    assert t2v == pytest.approx(t2v_enum)
+    return 100 * t2v, 100 * float(np.mean(hits))
+
+
+def test_chance_levels_match_a_brute_force_enumeration():
+    caption_video = [0, 1, 1, 2, 2, 2]
+    ks = (1, 2, 3, 4, 5, 10)
+    got = chance(np.array(caption_video), 3, ks=ks)
+    assert set(got.t2v) == set(got.v2t) == set(ks)
+    for k in ks:  # (beyond the 6 captions every video is found)
+        t2v, v2t = brute_chance(caption_video, 3, k)
+        assert got.t2v[k] == pytest.approx(t2v) and got.v2t[k] == pytest.approx(v2t), k
+    assert 0 < got.v2t[1] < got.v2t[2] < 100 == got.v2t[10]
+    # closed forms on a realistic size: 1k videos, one caption each
+    big = chance(np.arange(1000), 1000)
+    assert big.t2v[1] == pytest.approx(0.1) and big.v2t[10] == pytest.approx(1.0)
+    assert chance(np.array([0, 0, 0]), 1).v2t[1] == pytest.approx(100.0)
+
+
+def test_compare_refuses_a_missing_baseline_or_different_test_sets(evals, tmp_path):
+    with pytest.raises(ValueError, match="compare.baseline 'dicosa' is not one of the variants"):
+        compare_variants(CONFIG, ["macvr"], evals, tmp_path / "c.json", tmp_path / "t.md")
+    other = tmp_path / "other"
+    eval_dir(other / "dicosa", "dicosa", {"none": np.ones(VIDEOS * 2)}, {"none": np.ones(VIDEOS)})
+    table = EvalResult.read(other / "dicosa").ranks["t2v"]
+    write_parquet(table.assign(caption_id=[c + "x" for c in table["caption_id"]]), other / "dicosa" / "ranks_t2v.parquet")
+    with pytest.raises(CompareError, match="ranked different test queries"):
+        compare_results(EvalResult.read(evals / "macvr"), EvalResult.read(other / "dicosa"), SETTINGS)
+    with pytest.raises(FileNotFoundError, match="run the evaluate stage"):
+        EvalResult.read(tmp_path / "nowhere")
+
+
+def test_compare_config_validation():
+    raw = {"baseline": "dicosa", "table2": ["dicosa"], "table4": ["macvr"], "metrics": ["R1"],
+           "bootstrap": {"resamples": 100, "seed": 0, "level": 0.9}}
+    assert from_mapping(CompareConfig, raw, "compare").bootstrap.resamples == 100
+    for change, message in ((dict(metrics=["R2"]), "metrics must be a non-empty list"),
+                            (dict(table2=["macvr", "macvr"]), "table2 lists a variant twice"),
+                            (dict(bootstrap={"resamples": 10, "seed": 0, "level": 0.9}), "resamples must be >= 100"),
+                            (dict(bootstrap={"resamples": 100, "seed": 0, "level": 1.0}), "level must be in")):
+        with pytest.raises(ConfigError, match=message):
+            from_mapping(CompareConfig, {**raw, **change}, "compare")
+
+
+def test_compare_stage_and_diff_command(evals, tmp_path):
+    from pipeline.compare.command import diff
+    from stages.compare import PARAMS, app
+
+    assert set(PARAMS) == {"compare", "variants"}
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "compare": {"baseline": "dicosa", "table2": ["dicosa", "macvr"], "table4": ["macvr", "dicosa"],
+                    "metrics": ["R1", "MnR"], "bootstrap": {"resamples": 400, "seed": 0, "level": 0.95}},
+        "variants": {"dicosa": {}, "macvr": {}}}))
+    result = CliRunner().invoke(app, ["--params", str(params), "--eval-dir", str(evals), "--out",
+                                      str(tmp_path / "comparison.json"), "--tables", str(tmp_path / "tables.md"),
+                                      "--truth", str(tmp_path / "absent.json")])
+    assert result.exit_code == 0, result.output
+    assert "compare: 1 variants vs dicosa" in result.output
+    tracked = json.loads((tmp_path / "comparison.json").read_text())
+    assert set(tracked) == {"macvr_vs_dicosa", "controls"}  # only the variants params.yaml trains
+    assert "| R@1 | MnR |" in (tmp_path / "tables.md").read_text()
+
+    diff_app = __import__("typer").Typer(add_completion=False)
+    diff_app.command()(diff)
+    out = CliRunner().invoke(diff_app, [str(evals / "macvr"), str(evals / "dicosa"), "--resamples", "400", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout) == compare_results(EvalResult.read(evals / "macvr"),
+                                                     EvalResult.read(evals / "dicosa"), SETTINGS)
+    table = CliRunner().invoke(diff_app, [str(evals / "macvr"), str(evals / "dicosa"), "--resamples", "400"])
+    assert table.exit_code == 0 and "t2v       none     R1" in table.stdout and " *" in table.stdout
+    bad = CliRunner().invoke(diff_app, [str(evals / "macvr"), str(tmp_path / "nowhere:macvr"), "--resamples", "400"])
+    assert bad.exit_code == 1 and bad.stderr.startswith("diff: ")
