@@ -252,10 +252,10 @@ def test_config_validation_messages():
         tiny_arch(tiny_cfg(), IMAGE, 2)
     assert tiny_arch(tiny_cfg(), 48, 20).image_resolution == 48 and tiny_arch(tiny_cfg(), 48, 20).context_length == 20
     with pytest.raises(ValueError, match="sha256 must be"):
-        BackboneConfig(kind="tiny", model="ViT-B/32", path=None, sha256="ABC", tiny=tiny_cfg())
+        BackboneConfig(kind="tiny", model="ViT-B/32", path=None, sha256="ABC", torch_threads=0, tiny=tiny_cfg())
     with pytest.raises(RegistryError, match="unknown backbone kind 'vit'; registered: tiny, clip, open_clip"):
-        BackboneConfig(kind="vit", model="ViT-B/32", path=None, sha256=None, tiny=tiny_cfg())
-    mapping = {"kind": "tiny", "model": "ViT-B/32", "path": None, "sha256": "official",
+        BackboneConfig(kind="vit", model="ViT-B/32", path=None, sha256=None, torch_threads=0, tiny=tiny_cfg())
+    mapping = {"kind": "tiny", "model": "ViT-B/32", "path": None, "sha256": "official", "torch_threads": 0,
                "tiny": {**tiny_cfg().__dict__, "dropout": 0.1}}
     with pytest.raises(ConfigError, match="unknown key 'dropout'"):
         from_mapping(BackboneConfig, mapping, "params.yaml: backbone")
@@ -411,7 +411,7 @@ def test_open_clip_family_builds_from_a_local_file(vit_b_32_pair, tmp_path):
     inputs = BuildInputs(frames_dir=None, captions=None, max_words=32)
 
     def cfg(path, sha256):
-        return BackboneConfig(kind="open_clip", model="ViT-B-32-quickgelu", path=path, sha256=sha256,
+        return BackboneConfig(kind="open_clip", model="ViT-B-32-quickgelu", path=path, sha256=sha256, torch_threads=0,
                               tiny=tiny_cfg())
 
     with pytest.raises(BackboneError, match="backbone.path must name a local weights file"):
@@ -524,7 +524,7 @@ def test_build_backbone_tiny_writes_a_loadable_file(tmp_path):
     from pipeline.backbone.build import build_backbone
 
     frames_dir = write_frames_dir(tmp_path)
-    config = BackboneConfig(kind="tiny", model="ViT-B/32", path=None, sha256=None, tiny=tiny_cfg(epochs=1))
+    config = BackboneConfig(kind="tiny", model="ViT-B/32", path=None, sha256=None, torch_threads=0, tiny=tiny_cfg(epochs=1))
     metrics = build_backbone(config, frames_dir, tmp_path / "captions.parquet", tmp_path / "out.pt", max_words=12,
                              progress=False)
     assert metrics["kind"] == "tiny" and "model" not in metrics and metrics["image_size"] == IMAGE
@@ -539,7 +539,7 @@ def test_build_backbone_vit_b_32_refuses_other_weights(tmp_path):
     from pipeline.backbone.build import build_backbone
 
     path, _ = official_file(tmp_path)
-    config = BackboneConfig(kind="clip", model="ViT-B/32", path=str(path), sha256=None, tiny=tiny_cfg())
+    config = BackboneConfig(kind="clip", model="ViT-B/32", path=str(path), sha256=None, torch_threads=0, tiny=tiny_cfg())
     with pytest.raises(BackboneError, match="wrong architecture for ViT-B/32"):
         build_backbone(config, tmp_path, tmp_path / "captions.parquet", tmp_path / "out.pt", max_words=32)
     assert not (tmp_path / "out.pt").exists()

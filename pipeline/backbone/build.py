@@ -19,6 +19,10 @@ def build_backbone(cfg: BackboneConfig, frames_dir: str | Path | None, captions_
     """Write the weights file ``out``; return the stage metrics (no timings: they differ on every
     run of identical inputs, so they go to the log, not to the tracked metrics)."""
     start = time.perf_counter()
+    if cfg.torch_threads:
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
     inputs = BuildInputs(frames_dir=None if frames_dir is None else Path(frames_dir),
                          captions=None if captions_path is None else Path(captions_path), max_words=max_words)
     backbone, source, extra = cfg.family.build(cfg, inputs, progress=progress)

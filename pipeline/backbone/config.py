@@ -25,6 +25,8 @@ class BackboneConfig:
     sha256: ``official`` checks the file against the checksum clip-anytorch publishes for
         ``model`` (``clip`` only); a 64-hex string checks that value; ``null`` skips the check
         (the architecture is always verified).
+    torch_threads: intra-op CPU threads while building (``torch.set_num_threads``; 0 = PyTorch's
+        default). The tiny CLIP's small matrices run best on 1 thread of a shared 2-core box.
     tiny: the tiny CLIP's architecture and pretraining recipe.
     """
 
@@ -32,6 +34,7 @@ class BackboneConfig:
     model: str
     path: Optional[str]
     sha256: Optional[str]
+    torch_threads: int
     tiny: TinyClipConfig
 
     def __post_init__(self) -> None:
@@ -42,6 +45,8 @@ class BackboneConfig:
             raise ValueError(f"sha256 must be 'official', null or 64 lowercase hex digits, got {self.sha256!r}")
         if self.path is not None and not self.path.strip():
             raise ValueError("path must be null or a non-empty file path")
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be >= 0 (0 = PyTorch's default), got {self.torch_threads}")
         if not self.model.strip():
             raise ValueError("model must name a model (e.g. ViT-B/32)")
 

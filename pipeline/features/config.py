@@ -11,7 +11,7 @@ class FeaturesConfig:
     """Frozen-CLIP feature extraction.
 
     ``batch_size``: images (frames) or texts per forward pass. ``device``: ``auto`` takes CUDA
-    when available. Tag sentences: ``train_tag_draws`` (R) random draws of
+    when available. ``torch_threads``: intra-op CPU threads (0 = PyTorch's default). Tag sentences: ``train_tag_draws`` (R) random draws of
     ``train_tags_per_draw`` (N) tags per item for training, the first ``infer_tags`` (M) tags
     for inference; ``seed`` fixes the draws (per item, independent of row order).
     ``tag_control``: ``real`` (the taggers' tags), or a control that checks the tag pathway:
@@ -21,6 +21,7 @@ class FeaturesConfig:
 
     batch_size: int
     device: Literal["cpu", "cuda", "auto"]
+    torch_threads: int
     train_tag_draws: int
     train_tags_per_draw: int
     infer_tags: int
@@ -31,6 +32,8 @@ class FeaturesConfig:
         for name in ("batch_size", "train_tag_draws", "train_tags_per_draw", "infer_tags"):
             if getattr(self, name) < 1:
                 raise ValueError(f"features.{name} must be >= 1, got {getattr(self, name)}")
+        if self.torch_threads < 0:
+            raise ValueError(f"features.torch_threads must be >= 0, got {self.torch_threads}")
         if self.tag_control not in ("real", "shuffled", "oracle"):
             raise ValueError(f"features.tag_control must be real, shuffled or oracle, got {self.tag_control!r}")
         if self.seed < 0:

@@ -113,6 +113,10 @@ def extract_features(cfg: FeaturesConfig, text: TextConfig, backbone: str | Path
     (:func:`pipeline.features.tag_control.oracle_visual_tags` over the synthetic ground truth).
     """
     out = Path(out)
+    if cfg.torch_threads:
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
     frames = FrameStore(frames_dir)
     inputs = load_inputs(frames, videos_path, captions_path, tags_path, cfg.tag_control, cfg.seed, oracle)
     table, idx = text_indices(inputs, cfg)
@@ -177,7 +181,7 @@ def _write(cfg: FeaturesConfig, text: TextConfig, out: Path, frames: FrameStore,
                        "captions": int((inputs.captions["split"] == s).sum())}
                    for s in sorted(set(inputs.videos["split"]))},
     }
-    del meta["device"], meta["batch_size"]  # how it ran, not what it is
+    del meta["device"], meta["batch_size"], meta["torch_threads"]  # how it ran, not what it is
     with atomic_dir(out) as tmp:
         if isinstance(video_feats, np.memmap) and video_feats.filename:  # a work file: moved, not copied
             video_feats.flush()
