@@ -54,6 +54,7 @@ def compare_variants(config: CompareConfig, variants: list[str], eval_dir: str |
     report = {
         "baseline": config.baseline,
         "counts": base.info["counts"],
+        "strategies": {d: base.strategies(d) for d in ("t2v", "v2t")},  # evaluation order
         "metrics": {v: r.metrics for v, r in results.items()},
         "paired": paired,
         "controls": controls(base, None if truth is None else Path(truth)),

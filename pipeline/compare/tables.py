@@ -32,13 +32,12 @@ def _header(metrics: list[str], first: list[str]) -> list[str]:
 
 
 def table2(metrics_by_variant: dict[str, dict], diffs: dict[str, dict], variants: list[str], baseline: str,
-           metrics: list[str]) -> list[str]:
-    """Tab. 2-like: per direction, rows = (strategy, variant)."""
+           metrics: list[str], order: dict[str, list[str]]) -> list[str]:
+    """Tab. 2-like: per direction, rows = (strategy, variant); strategies in evaluation ``order``."""
     out = []
     for direction in ("t2v", "v2t"):
         out += [f"**{DIRECTION_NAMES[direction]}**", ""] + _header(metrics, ["strategy", "variant"])
-        strategies = [s for s in metrics_by_variant[variants[0]][direction]
-                      if all(s in metrics_by_variant[v][direction] for v in variants)]
+        strategies = [s for s in order[direction] if all(s in metrics_by_variant[v][direction] for v in variants)]
         for strategy in strategies:
             for v in variants:
                 diff = None if v == baseline else diffs.get(v, {}).get(direction, {}).get(strategy)
@@ -49,11 +48,10 @@ def table2(metrics_by_variant: dict[str, dict], diffs: dict[str, dict], variants
 
 
 def table4(metrics_by_variant: dict[str, dict], diffs: dict[str, dict], variants: list[str], baseline: str,
-           metrics: list[str], descriptions: dict[str, str]) -> list[str]:
+           metrics: list[str], descriptions: dict[str, str], order: list[str]) -> list[str]:
     """Tab. 4-like: rows = ablation variants, columns = t2v metrics, per strategy."""
     out = []
-    strategies = [s for s in metrics_by_variant[variants[0]]["t2v"]
-                  if all(s in metrics_by_variant[v]["t2v"] for v in variants)]
+    strategies = [s for s in order if all(s in metrics_by_variant[v]["t2v"] for v in variants)]
     for strategy in strategies:
         out += [f"**text-to-video, {strategy_label(strategy)}**", ""] + _header(metrics, ["variant", "what"])
         for v in variants:
@@ -89,10 +87,10 @@ def render(report: dict[str, Any], config) -> str:
         lines += ["## Reference points", ""] + controls_lines(report["controls"], config.metrics)
     t2 = [v for v in config.table2 if v in m]
     if t2:
-        lines += ["## Tab. 2-like: variants x inference strategies", ""] + table2(m, report["paired"], t2, base,
-                                                                                 config.metrics)
+        lines += ["## Tab. 2-like: variants x inference strategies", ""] + table2(
+            m, report["paired"], t2, base, config.metrics, report["strategies"])
     t4 = [v for v in config.table4 if v in m]
     if t4:
-        lines += ["## Tab. 4-like: ablations", ""] + table4(m, report["paired"], t4, base, config.metrics,
-                                                           report.get("descriptions", {}))
+        lines += ["## Tab. 4-like: ablations", ""] + table4(
+            m, report["paired"], t4, base, config.metrics, report.get("descriptions", {}), report["strategies"]["t2v"])
     return "\n".join(lines) + "\n"
