@@ -31,7 +31,7 @@ def build_model(device: str) -> MacVR:
     config = ModelConfig(
         variant="macvr", embed_dim=512, num_concepts=8, pool_temperature=3.0, pool_masking="before_softmax",
         temporal_layers=4, temporal_heads=8, max_frames=12, concept_projection="chunk",
-        confidence_hidden_mult=8, use_visual_tags=True, use_textual_tags=True, init_logit_scale=math.log(100))
+        confidence_hidden_ratio=2, use_visual_tags=True, use_textual_tags=True, init_logit_scale=math.log(100))
     model = MacVR(config)
     # PyTorch's default Linear init gives the confidence MLP realistic (not ~0) outputs.
     model.confidence.fc1.reset_parameters()
