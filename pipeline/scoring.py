@@ -23,6 +23,12 @@ implementations produce the same numbers:
   one ``baddbmm`` per tile forms b1 + W1_t e_t + W1_at e_at + W1_av e_av + sum_n a_n P_n (the
   video-only term is folded into every frame's P_n, since the weights sum to 1).
 
+``fused``: the fast form's algebra with its tail fused into one kernel per tile
+(:mod:`pipeline.kernels`): for each pair and concept the K*H hidden pre-activations are formed,
+passed through the ReLU and dotted with w2 in registers, never written to memory. Same numbers
+as ``fast`` up to float rounding; it falls back to ``fast`` (one log line) where no kernel is
+available (no C++ compiler on a CPU, no Triton on a GPU, half precision).
+
 Memory is bounded by ``video_block`` (frames encoded and prepared at once) and ``text_block``
 (captions prepared at once), whatever the gallery and query-set sizes; the output [Nt, Nv] can
 be a preallocated array (e.g. a memory-mapped .npy). Speed: benchmarks/bench_scoring.py.
@@ -40,7 +46,8 @@ from tqdm import tqdm
 from pipeline.model.macvr import MacVR
 from pipeline.model.pooling import masked_pool_softmax
 
-ScoringMethod = Literal["fast", "direct"]
+ScoringMethod = Literal["fast", "direct", "fused"]
+SCORING_METHODS: tuple[str, ...] = ("fast", "direct", "fused")
 
 #: Tile and block sizes measured with benchmarks/bench_scoring.py (see benchmarks/README.md).
 DEFAULT_TEXT_CHUNK = 16
@@ -49,6 +56,11 @@ DEFAULT_TEXT_BLOCK = 256
 DEFAULT_VIDEO_BLOCK = 256
 #: The direct form's tiles (the brief's reference: 16 x 16).
 DIRECT_CHUNK = 16
+#: The fused form: captions per kernel block (their caption parts stay in L2 while one video's
+#: rows stay in L1) and videos per kernel call (pooling weights and cosines are computed for all
+#: captions x this many videos at once). Measured with benchmarks/bench_scoring.py --grid.
+DEFAULT_FUSED_TEXT_CHUNK = 64
+DEFAULT_FUSED_VIDEO_CHUNK = 16
 
 
 @dataclass
@@ -119,8 +131,9 @@ def prepare_videos(model: MacVR, frames: torch.Tensor, mask: torch.Tensor,
     if tags_v is not None:
         video_row = video_row + conf.slot_partial("tags_visual", model.concept_split(tags_v))
     if cfg.pool_masking == "before_softmax":
-        # The pooling weights sum to 1, so the video-only row folds into every frame's row.
-        proj = (proj + video_row[:, None]).flatten(2)  # [V, N, K*H]
+        # The pooling weights sum to 1, so the video-only row folds into every frame's row
+        # (in place: a fresh tensor of this size costs page faults, ~2x the add itself).
+        proj = proj.add_(video_row[:, None]).flatten(2)  # [V, N, K*H]
         bias = torch.zeros_like(mask, dtype=frames.dtype).masked_fill_(~mask, float("-inf"))
     else:
         # Official masking: weights sum to < 1; the row rides along as an extra frame of weight 1.
@@ -133,17 +146,15 @@ def prepare_videos(model: MacVR, frames: torch.Tensor, mask: torch.Tensor,
                      gram=gram.contiguous())
 
 
-def _fast_block(model: MacVR, q: QuerySide, v: VideoSide, qs: slice, vs: slice, text_chunk: int,
-                buffer: torch.Tensor) -> torch.Tensor:
-    """Scores [J, I] of videos ``vs`` against queries ``qs`` with the split algebra.
+def _pair_terms(model: MacVR, q: QuerySide, v: VideoSide, qs: slice, vs: slice) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooling weights a [J, N, I] and concept cosines [J, K, I] of videos ``vs`` x queries ``qs``.
 
-    Per-pair tensors keep the caption index innermost, so the reductions over frames and
-    concepts are vectorised across captions. The cheap terms (pooling weights, cosines: ~8 k MACs
-    per pair) are computed for the whole block; only the hidden layer (K*H values per pair) is
-    tiled ``text_chunk`` captions at a time, into ``buffer``, so that it stays cache-resident.
+    The cheap per-pair terms (~2 N D + K N^2 MACs per pair, good GEMM shapes), shared by the fast
+    and fused forms. Per-pair tensors keep the caption index innermost, so the reductions over
+    frames are vectorised across captions.
     """
     cfg = model.config
-    k_, h_ = cfg.num_concepts, cfg.confidence_hidden
+    k_ = cfg.num_concepts
     i, j, n = qs.stop - qs.start, vs.stop - vs.start, v.mask.shape[1]
     rows = slice(vs.start * n, vs.stop * n)
     # Masked logits <T_i, F'_jn> / tau (-inf on padding) in one GEMM, then pooling weights a[j, n, i].
@@ -154,6 +165,21 @@ def _fast_block(model: MacVR, q: QuerySide, v: VideoSide, qs: slice, vs: slice, 
     num = (torch.bmm(v.concepts[:, rows], q.concepts[:, :, qs]).view(k_, j, n, i) * a).sum(2)
     sq = (torch.bmm(v.gram[vs], a).view(j, k_, n, i) * a[:, None]).sum(2)  # a^T G^k a: [J, K, I]
     cos = num.transpose(0, 1).div_(sq.clamp_min_(0).sqrt_().mul_(q.norms[:, qs]))  # [J, K, I]
+    return a, cos
+
+
+def _fast_block(model: MacVR, q: QuerySide, v: VideoSide, qs: slice, vs: slice, text_chunk: int,
+                buffer: torch.Tensor) -> torch.Tensor:
+    """Scores [J, I] of videos ``vs`` against queries ``qs`` with the split algebra.
+
+    The cheap terms (pooling weights, cosines: ~8 k MACs per pair) are computed for the whole
+    block; only the hidden layer (K*H values per pair) is tiled ``text_chunk`` captions at a
+    time, into ``buffer``, so that it stays cache-resident.
+    """
+    cfg = model.config
+    k_, h_ = cfg.num_concepts, cfg.confidence_hidden
+    i, j, n = qs.stop - qs.start, vs.stop - vs.start, v.mask.shape[1]
+    a, cos = _pair_terms(model, q, v, qs, vs)
     a_t = a.transpose(1, 2)  # [J, I, N] (a view: BLAS reads it transposed)
     if v.proj.shape[1] > n:  # the video-only term is an extra frame of weight 1
         a_t = torch.cat([a_t, a_t.new_ones(j, i, 1)], dim=-1)
@@ -190,6 +216,43 @@ def fast_scores(model: MacVR, queries: QuerySide, videos: VideoSide,
     return out.t().contiguous()
 
 
+def fused_scores(model: MacVR, queries: QuerySide, videos: VideoSide, text_chunk: int | None = None,
+                 video_chunk: int | None = None) -> torch.Tensor:
+    """Scores [Q, V] of prepared queries and videos by the fused kernel (see :mod:`pipeline.kernels`).
+
+    Per ``video_chunk`` videos, the pooling weights and cosines of all Q queries come from
+    :func:`_pair_terms`; the kernel then forms each pair's hidden layer, ReLU and second layer in
+    registers, ``text_chunk`` captions per cache block. Falls back to :func:`fast_scores` (with
+    its default tiles unless chunks were given) where no kernel is available.
+    """
+    for name, value in (("text_chunk", text_chunk), ("video_chunk", video_chunk)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+    from pipeline.kernels import fused_kernel
+
+    kernel = fused_kernel(queries.hidden.device, queries.hidden.dtype)
+    if kernel is None:
+        return fast_scores(model, queries, videos, text_chunk or DEFAULT_TEXT_CHUNK,
+                           video_chunk or DEFAULT_VIDEO_CHUNK)
+    text_chunk = text_chunk or DEFAULT_FUSED_TEXT_CHUNK
+    video_chunk = video_chunk or DEFAULT_FUSED_VIDEO_CHUNK
+    nq, nv, n = len(queries), len(videos), videos.mask.shape[1]
+    extra_row = videos.proj.shape[1] > n  # after_softmax: the video-only term as a row of weight 1
+    fc2 = model.confidence.fc2
+    w2, b2 = fc2.weight[0].detach(), float(fc2.bias)
+    out = queries.hidden.new_empty(nv, nq)
+    with torch.no_grad():
+        for v0 in range(0, nv, video_chunk):
+            vs = slice(v0, min(v0 + video_chunk, nv))
+            a, cos = _pair_terms(model, queries, videos, slice(0, nq), vs)
+            a_t, active = a.transpose(1, 2), videos.mask[vs]  # [J, I, N], [J, N]
+            if extra_row:
+                a_t = torch.cat([a_t, a_t.new_ones(a_t.shape[0], nq, 1)], dim=-1)
+                active = torch.cat([active, active.new_ones(active.shape[0], 1)], dim=1)
+            out[vs] = kernel(a_t, active, videos.proj[vs], queries.hidden, w2, b2, cos, text_chunk)
+    return out.t().contiguous()
+
+
 def direct_scores(model: MacVR, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor,
                   tags_v: torch.Tensor | None = None, tags_t: torch.Tensor | None = None,
                   text_chunk: int = DIRECT_CHUNK, video_chunk: int = DIRECT_CHUNK) -> torch.Tensor:
@@ -220,7 +283,7 @@ def _check_rows(name: str, x, rows: int) -> None:
 
 def score_matrix(model: MacVR, text, frames, mask, tags_v=None, tags_t=None, *,
                  method: ScoringMethod = "fast",
-                 text_chunk: int = DEFAULT_TEXT_CHUNK, video_chunk: int = DEFAULT_VIDEO_CHUNK,
+                 text_chunk: int | None = None, video_chunk: int | None = None,
                  text_block: int = DEFAULT_TEXT_BLOCK, video_block: int = DEFAULT_VIDEO_BLOCK,
                  out: np.ndarray | torch.Tensor | None = None, progress: bool = False):
     """S [Nt, Nv] of captions text [Nt, D] (+ tags_t [Nt, D]) against videos frames [Nv, N, D],
@@ -228,16 +291,19 @@ def score_matrix(model: MacVR, text, frames, mask, tags_v=None, tags_t=None, *,
 
     Memory is bounded by the blocks: frames are encoded (temporal transformer, once per video)
     and prepared ``video_block`` videos at a time, captions ``text_block`` at a time; tiles are
-    ``text_chunk`` x ``video_chunk`` pairs (for ``direct``, pass its own, e.g. 16 x 16). Results
+    ``text_chunk`` x ``video_chunk`` pairs (None: the method's measured default, see the
+    ``DEFAULT_*`` constants; for ``fused`` they are the kernel's caption block and the videos
+    per kernel call). ``method``: ``fast``, ``fused`` (same numbers, faster where its kernel
+    exists, else ``fast``) or ``direct`` (the per-pair reference). Results
     go into ``out`` when given (a [Nt, Nv] array or tensor, e.g. a memory-mapped .npy) and are
     returned; otherwise a new CPU tensor in the model's dtype is returned. Computation runs on
     the model's device and dtype.
     """
-    if method not in ("fast", "direct"):
-        raise ValueError(f"unknown scoring method {method!r} (expected fast or direct)")
+    if method not in SCORING_METHODS:
+        raise ValueError(f"unknown scoring method {method!r} (expected one of {', '.join(SCORING_METHODS)})")
     for name, value in (("text_chunk", text_chunk), ("video_chunk", video_chunk),
                         ("text_block", text_block), ("video_block", video_block)):
-        if value <= 0:
+        if value is not None and value <= 0:
             raise ValueError(f"{name} must be > 0, got {value}")
     nt, nv = len(text), len(frames)
     _check_rows("frame mask", mask, nv)
@@ -247,6 +313,10 @@ def score_matrix(model: MacVR, text, frames, mask, tags_v=None, tags_t=None, *,
         out = torch.empty(nt, nv, dtype=model.logit_scale.dtype)
     elif tuple(out.shape) != (nt, nv):
         raise ValueError(f"out: expected shape {(nt, nv)}, got {tuple(out.shape)}")
+    if method == "direct":
+        text_chunk, video_chunk = text_chunk or DIRECT_CHUNK, video_chunk or DIRECT_CHUNK
+    elif method == "fast":
+        text_chunk, video_chunk = text_chunk or DEFAULT_TEXT_CHUNK, video_chunk or DEFAULT_VIDEO_CHUNK
     like = model.logit_scale.detach()
     v_blocks = range(0, nv, video_block)
     t_blocks = range(0, nt, text_block)
@@ -258,13 +328,16 @@ def score_matrix(model: MacVR, text, frames, mask, tags_v=None, tags_t=None, *,
             block_mask = _as_tensor(mask, vs, like).bool()
             encoded = model.encode_frames(_as_tensor(frames, vs, like), block_mask)
             block_tags_v = None if tags_v is None or not model.config.use_visual_tags else _as_tensor(tags_v, vs, like)
-            videos = prepare_videos(model, encoded, block_mask, block_tags_v) if method == "fast" else None
+            videos = prepare_videos(model, encoded, block_mask, block_tags_v) if method != "direct" else None
             for t0 in t_blocks:
                 ts = slice(t0, min(t0 + text_block, nt))
                 block_text = _as_tensor(text, ts, like)
                 block_tags_t = (None if tags_t is None or not model.config.use_textual_tags
                                 else _as_tensor(tags_t, ts, like))
-                if videos is not None:
+                if method == "fused":
+                    scores = fused_scores(model, prepare_queries(model, block_text, block_tags_t), videos,
+                                          text_chunk, video_chunk)
+                elif videos is not None:
                     scores = fast_scores(model, prepare_queries(model, block_text, block_tags_t), videos,
                                          text_chunk, video_chunk)
                 else:
