@@ -239,7 +239,7 @@ def fused_scores(model: MacVR, queries: QuerySide, videos: VideoSide, text_chunk
     nq, nv, n = len(queries), len(videos), videos.mask.shape[1]
     extra_row = videos.proj.shape[1] > n  # after_softmax: the video-only term as a row of weight 1
     fc2 = model.confidence.fc2
-    w2, b2 = fc2.weight[0].detach(), float(fc2.bias)
+    w2, b2 = fc2.weight[0].detach(), fc2.bias.detach().item()
     out = queries.hidden.new_empty(nv, nq)
     with torch.no_grad():
         for v0 in range(0, nv, video_chunk):
