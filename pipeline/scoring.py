@@ -29,6 +29,13 @@ passed through the ReLU and dotted with w2 in registers, never written to memory
 as ``fast`` up to float rounding; it falls back to ``fast`` (one log line) where no kernel is
 available (no C++ compiler on a CPU, no Triton on a GPU, half precision).
 
+``pooled``: for a few captions against many videos (a search query, re-ranking a shortlist).
+The fast form pays ~N*K*d*H MACs per *video* for the per-frame projections (3.1 M at D=512),
+which only pays off over many captions. Here each pair's pooled video is formed explicitly (as
+in ``direct``) but only the video slot of the first layer runs per pair (K*d*H = 262 k MACs);
+the caption slots run once per caption and the visual-tag slot once per video: ~4x fewer MACs
+per pair than ``direct`` and no per-video projections. Exact, like the others.
+
 Memory is bounded by ``video_block`` (frames encoded and prepared at once) and ``text_block``
 (captions prepared at once), whatever the gallery and query-set sizes; the output [Nt, Nv] can
 be a preallocated array (e.g. a memory-mapped .npy). Speed: benchmarks/bench_scoring.py.
@@ -44,10 +51,10 @@ import torch
 from tqdm import tqdm
 
 from pipeline.model.macvr import MacVR
-from pipeline.model.pooling import masked_pool_softmax
+from pipeline.model.pooling import pool_frames, pool_weights
 
-ScoringMethod = Literal["fast", "direct", "fused"]
-SCORING_METHODS: tuple[str, ...] = ("fast", "direct", "fused")
+ScoringMethod = Literal["fast", "direct", "fused", "pooled"]
+SCORING_METHODS: tuple[str, ...] = ("fast", "direct", "fused", "pooled")
 
 #: Tile and block sizes measured with benchmarks/bench_scoring.py (see benchmarks/README.md).
 DEFAULT_TEXT_CHUNK = 16
@@ -56,6 +63,8 @@ DEFAULT_TEXT_BLOCK = 256
 DEFAULT_VIDEO_BLOCK = 256
 #: The direct form's tiles (the brief's reference: 16 x 16).
 DIRECT_CHUNK = 16
+#: The pooled form: videos per tile (its per-pair hidden layer is Q * this * K * H values).
+DEFAULT_POOLED_VIDEO_CHUNK = 64
 #: The fused form: captions per kernel block (their caption parts stay in L2 while one video's
 #: rows stay in L1) and videos per kernel call (pooling weights and cosines are computed for all
 #: captions x this many videos at once). Measured with benchmarks/bench_scoring.py --grid.
@@ -253,6 +262,45 @@ def fused_scores(model: MacVR, queries: QuerySide, videos: VideoSide, text_chunk
     return out.t().contiguous()
 
 
+@torch.no_grad()
+def pooled_scores(model: MacVR, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor,
+                  tags_v: torch.Tensor | None = None, tags_t: torch.Tensor | None = None,
+                  video_chunk: int = DEFAULT_POOLED_VIDEO_CHUNK) -> torch.Tensor:
+    """Scores [Q, V] of few captions against encoded frames F' [V, N, D] (see the module docstring).
+
+    Per pair: pooling weights and the pooled video (as the direct form), its concepts, and the
+    video slot of the first layer; the caption slots (:func:`prepare_queries`) and the visual-tag
+    slot plus bias come once per caption / video. Memory ~ Q * video_chunk * K * H values.
+    """
+    if video_chunk <= 0:
+        raise ValueError(f"video_chunk must be > 0, got {video_chunk}")
+    cfg = model.config
+    frames = model.as_input(frames, "encoded frames", (None, None, cfg.embed_dim))
+    nv, k_, h_ = frames.shape[0], cfg.num_concepts, cfg.confidence_hidden
+    mask = mask.to(device=frames.device, dtype=torch.bool)
+    text = model.as_input(text, "text", (None, cfg.embed_dim))
+    nq = text.shape[0]
+    queries = prepare_queries(model, text, tags_t)
+    caption_part = queries.hidden.view(nq, 1, k_, h_)
+    e_t, t_norm = queries.concepts.permute(2, 0, 1), queries.norms.t()  # [Q, K, d], [Q, K]
+    conf = model.confidence
+    tags_v = model.tag_input(tags_v, cfg.use_visual_tags, "tags_v (visual tag sentences)", nv)
+    w1_v, w2, b2 = conf.slot_weight("video").t(), conf.fc2.weight[0], conf.fc2.bias
+    out = text.new_empty(nq, nv)
+    for v0 in range(0, nv, video_chunk):
+        vs = slice(v0, min(v0 + video_chunk, nv))
+        video_part = conf.fc1.bias.expand(vs.stop - vs.start, k_, h_)  # [J, K, H]
+        if tags_v is not None:
+            video_part = video_part + conf.slot_partial("tags_visual", model.concept_split(tags_v[vs]))
+        a = pool_weights(text, frames[vs], mask[vs], cfg.pool_temperature, cfg.pool_masking)  # [Q, J, N]
+        e_v = model.concept_split(pool_frames(a, frames[vs]))  # [Q, J, K, d]
+        hidden = (e_v @ w1_v).add_(caption_part).add_(video_part).relu_()  # [Q, J, K, H]
+        w = (hidden @ w2).add_(b2)  # [Q, J, K]
+        cos = (e_t[:, None] * e_v).sum(-1).div_(t_norm[:, None] * e_v.norm(dim=-1))
+        out[:, vs] = (w * cos).sum(-1)
+    return out
+
+
 def direct_scores(model: MacVR, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor,
                   tags_v: torch.Tensor | None = None, tags_t: torch.Tensor | None = None,
                   text_chunk: int = DIRECT_CHUNK, video_chunk: int = DIRECT_CHUNK) -> torch.Tensor:
@@ -294,7 +342,8 @@ def score_matrix(model: MacVR, text, frames, mask, tags_v=None, tags_t=None, *,
     ``text_chunk`` x ``video_chunk`` pairs (None: the method's measured default, see the
     ``DEFAULT_*`` constants; for ``fused`` they are the kernel's caption block and the videos
     per kernel call). ``method``: ``fast``, ``fused`` (same numbers, faster where its kernel
-    exists, else ``fast``) or ``direct`` (the per-pair reference). Results
+    exists, else ``fast``), ``pooled`` (for a few captions: search queries, re-ranking) or
+    ``direct`` (the per-pair reference). Results
     go into ``out`` when given (a [Nt, Nv] array or tensor, e.g. a memory-mapped .npy) and are
     returned; otherwise a new CPU tensor in the model's dtype is returned. Computation runs on
     the model's device and dtype.
@@ -317,6 +366,8 @@ def score_matrix(model: MacVR, text, frames, mask, tags_v=None, tags_t=None, *,
         text_chunk, video_chunk = text_chunk or DIRECT_CHUNK, video_chunk or DIRECT_CHUNK
     elif method == "fast":
         text_chunk, video_chunk = text_chunk or DEFAULT_TEXT_CHUNK, video_chunk or DEFAULT_VIDEO_CHUNK
+    elif method == "pooled":
+        video_chunk = video_chunk or DEFAULT_POOLED_VIDEO_CHUNK
     like = model.logit_scale.detach()
     v_blocks = range(0, nv, video_block)
     t_blocks = range(0, nt, text_block)
@@ -328,7 +379,8 @@ def score_matrix(model: MacVR, text, frames, mask, tags_v=None, tags_t=None, *,
             block_mask = _as_tensor(mask, vs, like).bool()
             encoded = model.encode_frames(_as_tensor(frames, vs, like), block_mask)
             block_tags_v = None if tags_v is None or not model.config.use_visual_tags else _as_tensor(tags_v, vs, like)
-            videos = prepare_videos(model, encoded, block_mask, block_tags_v) if method != "direct" else None
+            videos = (prepare_videos(model, encoded, block_mask, block_tags_v) if method in ("fast", "fused")
+                      else None)
             for t0 in t_blocks:
                 ts = slice(t0, min(t0 + text_block, nt))
                 block_text = _as_tensor(text, ts, like)
@@ -337,6 +389,9 @@ def score_matrix(model: MacVR, text, frames, mask, tags_v=None, tags_t=None, *,
                 if method == "fused":
                     scores = fused_scores(model, prepare_queries(model, block_text, block_tags_t), videos,
                                           text_chunk, video_chunk)
+                elif method == "pooled":
+                    scores = pooled_scores(model, block_text, encoded, block_mask, block_tags_v, block_tags_t,
+                                           video_chunk)
                 elif videos is not None:
                     scores = fast_scores(model, prepare_queries(model, block_text, block_tags_t), videos,
                                          text_chunk, video_chunk)
