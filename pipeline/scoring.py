@@ -51,7 +51,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.model.macvr import MacVR
-from pipeline.model.pooling import pool_frames, pool_weights
+from pipeline.model.pooling import masked_pool_softmax
 
 ScoringMethod = Literal["fast", "direct", "fused", "pooled"]
 SCORING_METHODS: tuple[str, ...] = ("fast", "direct", "fused", "pooled")
@@ -262,6 +262,12 @@ def fused_scores(model: MacVR, queries: QuerySide, videos: VideoSide, text_chunk
     return out.t().contiguous()
 
 
+#: Up to this many captions, the pooled form runs the visual-tag slot per pair, fused into the
+#: video slot's GEMM (one GEMM of inner width 2d instead of two of width d, one pass fewer over
+#: the hidden layer: ~30% faster for one query); beyond, once per video.
+POOLED_CONCAT_MAX_CAPTIONS = 4
+
+
 @torch.no_grad()
 def pooled_scores(model: MacVR, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor,
                   tags_v: torch.Tensor | None = None, tags_t: torch.Tensor | None = None,
@@ -269,35 +275,46 @@ def pooled_scores(model: MacVR, text: torch.Tensor, frames: torch.Tensor, mask: 
     """Scores [Q, V] of few captions against encoded frames F' [V, N, D] (see the module docstring).
 
     Per pair: pooling weights and the pooled video (as the direct form), its concepts, and the
-    video slot of the first layer; the caption slots (:func:`prepare_queries`) and the visual-tag
-    slot plus bias come once per caption / video. Memory ~ Q * video_chunk * K * H values.
+    video slot of the first layer; the caption slots (:func:`prepare_queries`) come once per
+    caption. Memory ~ Q * video_chunk * K * H values.
     """
     if video_chunk <= 0:
         raise ValueError(f"video_chunk must be > 0, got {video_chunk}")
     cfg = model.config
     frames = model.as_input(frames, "encoded frames", (None, None, cfg.embed_dim))
-    nv, k_, h_ = frames.shape[0], cfg.num_concepts, cfg.confidence_hidden
+    nv, n, k_, h_ = frames.shape[0], frames.shape[1], cfg.num_concepts, cfg.confidence_hidden
     mask = mask.to(device=frames.device, dtype=torch.bool)
     text = model.as_input(text, "text", (None, cfg.embed_dim))
     nq = text.shape[0]
     queries = prepare_queries(model, text, tags_t)
-    caption_part = queries.hidden.view(nq, 1, k_, h_)
-    e_t, t_norm = queries.concepts.permute(2, 0, 1), queries.norms.t()  # [Q, K, d], [Q, K]
     conf = model.confidence
+    caption_part = queries.hidden.view(nq, k_, h_) + conf.fc1.bias  # [Q, K, H]
+    e_t, t_norm = queries.concepts.permute(2, 0, 1), queries.norms.t()  # [Q, K, d], [Q, K]
     tags_v = model.tag_input(tags_v, cfg.use_visual_tags, "tags_v (visual tag sentences)", nv)
-    w1_v, w2, b2 = conf.slot_weight("video").t(), conf.fc2.weight[0], conf.fc2.bias
+    e_av = None if tags_v is None else model.concept_split(tags_v)  # [V, K, d]
+    concat = e_av is not None and nq <= POOLED_CONCAT_MAX_CAPTIONS
+    w1_v = conf.slot_weight("video").t()  # [d, H]
+    if concat:
+        w1_v = torch.cat([w1_v, conf.slot_weight("tags_visual").t()], dim=0)  # [2d, H]
+    w2, b2 = conf.fc2.weight[0], conf.fc2.bias
+    text_scaled = text.t() / cfg.pool_temperature  # [D, Q]
     out = text.new_empty(nq, nv)
     for v0 in range(0, nv, video_chunk):
         vs = slice(v0, min(v0 + video_chunk, nv))
-        video_part = conf.fc1.bias.expand(vs.stop - vs.start, k_, h_)  # [J, K, H]
-        if tags_v is not None:
-            video_part = video_part + conf.slot_partial("tags_visual", model.concept_split(tags_v[vs]))
-        a = pool_weights(text, frames[vs], mask[vs], cfg.pool_temperature, cfg.pool_masking)  # [Q, J, N]
-        e_v = model.concept_split(pool_frames(a, frames[vs]))  # [Q, J, K, d]
-        hidden = (e_v @ w1_v).add_(caption_part).add_(video_part).relu_()  # [Q, J, K, H]
-        w = (hidden @ w2).add_(b2)  # [Q, J, K]
-        cos = (e_t[:, None] * e_v).sum(-1).div_(t_norm[:, None] * e_v.norm(dim=-1))
-        out[:, vs] = (w * cos).sum(-1)
+        j, f = vs.stop - vs.start, frames[vs]
+        logits = (f.reshape(j * n, -1) @ text_scaled).view(j, n, nq).permute(2, 0, 1)  # [Q, J, N]
+        a = masked_pool_softmax(logits, mask[vs], cfg.pool_masking)
+        e_v = model.concept_split(torch.bmm(a.transpose(0, 1), f))  # pooled videos' concepts: [J, Q, K, d]
+        if concat:
+            x = torch.cat([e_v, e_av[vs, None].expand(j, nq, k_, -1)], dim=-1)  # [J, Q, K, 2d]
+            hidden = (x @ w1_v).add_(caption_part)
+        else:
+            hidden = (e_v @ w1_v).add_(caption_part)
+            if e_av is not None:
+                hidden.add_(conf.slot_partial("tags_visual", e_av[vs])[:, None])
+        w = (hidden.relu_() @ w2).add_(b2)  # [J, Q, K]
+        cos = (e_t * e_v).sum(-1).div_(t_norm * e_v.norm(dim=-1))
+        out[:, vs] = (w * cos).sum(-1).t()
     return out
 
 

@@ -152,7 +152,8 @@ class UsearchIndex:
         matches = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), count,
                                     threads=torch.get_num_threads())
         keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(queries), -1)
-        counts = np.asarray(matches.counts).reshape(-1)
+        # One query gives a Matches (its keys are the found ones), several a BatchMatches (padded).
+        counts = np.asarray(getattr(matches, "counts", [keys.shape[1]])).reshape(-1)
         keys[np.arange(keys.shape[1])[None] >= counts[:, None]] = -1
         return _pad(keys, count)
 
