@@ -155,12 +155,13 @@ def prepare_videos(model: MacVR, frames: torch.Tensor, mask: torch.Tensor,
                      gram=gram.contiguous())
 
 
-def _pair_terms(model: MacVR, q: QuerySide, v: VideoSide, qs: slice, vs: slice) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooling weights a [J, N, I] and concept cosines [J, K, I] of videos ``vs`` x queries ``qs``.
+def _pair_parts(model: MacVR, q: QuerySide, v: VideoSide, qs: slice, vs: slice,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The cheap per-pair terms of videos ``vs`` x queries ``qs`` (~2 N D + K N^2 MACs per pair).
 
-    The cheap per-pair terms (~2 N D + K N^2 MACs per pair, good GEMM shapes), shared by the fast
-    and fused forms. Per-pair tensors keep the caption index innermost, so the reductions over
-    frames are vectorised across captions.
+    a [J, N, I]: pooling weights; r [K, J, N, I] = <F'^k_jn, e_t^k(i)>; ga [J, K, N, I] = G^k_j a_ij.
+    Per-pair tensors keep the caption index innermost, so the reductions over frames are
+    vectorised across captions.
     """
     cfg = model.config
     k_ = cfg.num_concepts
@@ -170,9 +171,16 @@ def _pair_terms(model: MacVR, q: QuerySide, v: VideoSide, qs: slice, vs: slice) 
     a = torch.softmax((v.logit_frames[rows] @ q.logit_text[:, qs]).view(j, n, i), dim=1)
     if cfg.pool_masking == "after_softmax":
         a = a * v.mask[vs, :, None]
-    # R[k, (j n), i] = <F'^k_jn, e_t^k(i)> -> numerators sum_n a_ijn R_ijnk: [K, J, I].
-    num = (torch.bmm(v.concepts[:, rows], q.concepts[:, :, qs]).view(k_, j, n, i) * a).sum(2)
-    sq = (torch.bmm(v.gram[vs], a).view(j, k_, n, i) * a[:, None]).sum(2)  # a^T G^k a: [J, K, I]
+    r = torch.bmm(v.concepts[:, rows], q.concepts[:, :, qs]).view(k_, j, n, i)
+    ga = torch.bmm(v.gram[vs], a).view(j, k_, n, i)
+    return a, r, ga
+
+
+def _pair_terms(model: MacVR, q: QuerySide, v: VideoSide, qs: slice, vs: slice) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooling weights a [J, N, I] and concept cosines [J, K, I] of videos ``vs`` x queries ``qs``."""
+    a, r, ga = _pair_parts(model, q, v, qs, vs)
+    num = (r * a).sum(2)  # sum_n a_ijn <F'^k_jn, e_t^k(i)>: [K, J, I]
+    sq = (ga * a[:, None]).sum(2)  # a^T G^k a = ||e_v^k||^2: [J, K, I]
     cos = num.transpose(0, 1).div_(sq.clamp_min_(0).sqrt_().mul_(q.norms[:, qs]))  # [J, K, I]
     return a, cos
 
@@ -229,9 +237,9 @@ def fused_scores(model: MacVR, queries: QuerySide, videos: VideoSide, text_chunk
                  video_chunk: int | None = None) -> torch.Tensor:
     """Scores [Q, V] of prepared queries and videos by the fused kernel (see :mod:`pipeline.kernels`).
 
-    Per ``video_chunk`` videos, the pooling weights and cosines of all Q queries come from
-    :func:`_pair_terms`; the kernel then forms each pair's hidden layer, ReLU and second layer in
-    registers, ``text_chunk`` captions per cache block. Falls back to :func:`fast_scores` (with
+    Per ``video_chunk`` videos, the pooling weights and the cosines' GEMMs for all Q queries come
+    from :func:`_pair_parts`; the kernel then forms each pair's cosines, hidden layer, ReLU and
+    second layer in registers, ``text_chunk`` captions per cache block. Falls back to :func:`fast_scores` (with
     its default tiles unless chunks were given) where no kernel is available.
     """
     for name, value in (("text_chunk", text_chunk), ("video_chunk", video_chunk)):
@@ -253,12 +261,9 @@ def fused_scores(model: MacVR, queries: QuerySide, videos: VideoSide, text_chunk
     with torch.no_grad():
         for v0 in range(0, nv, video_chunk):
             vs = slice(v0, min(v0 + video_chunk, nv))
-            a, cos = _pair_terms(model, queries, videos, slice(0, nq), vs)
-            a_t, active = a.transpose(1, 2), videos.mask[vs]  # [J, I, N], [J, N]
-            if extra_row:
-                a_t = torch.cat([a_t, a_t.new_ones(a_t.shape[0], nq, 1)], dim=-1)
-                active = torch.cat([active, active.new_ones(active.shape[0], 1)], dim=1)
-            out[vs] = kernel(a_t, active, videos.proj[vs], queries.hidden, w2, b2, cos, text_chunk)
+            a, r, ga = _pair_parts(model, queries, videos, slice(0, nq), vs)
+            out[vs] = kernel(a, videos.mask[vs], extra_row, videos.proj[vs], queries.hidden, w2, b2, r, ga,
+                             queries.norms, text_chunk)
     return out.t().contiguous()
 
 

@@ -153,10 +153,17 @@ def test_build_is_cached_per_source_and_atomic(monkeypatch, tmp_path):
 
 def test_kernel_rejects_inconsistent_shapes():
     kernel = cpu_kernel_or_skip(torch.float32)
-    a = torch.rand(2, 3, 4)
-    with pytest.raises(ValueError, match="inconsistent shapes"):
-        kernel(a, torch.ones(2, 4, dtype=torch.bool), torch.rand(2, 4, 10), torch.rand(3, 12), torch.rand(5),
-               0.0, torch.rand(2, 2, 3), 8)
+    j, n, i, k, h = 2, 4, 3, 2, 5
+    good = dict(a=torch.rand(j, n, i), mask=torch.ones(j, n, dtype=torch.bool), extra_row=False,
+                proj=torch.rand(j, n, k * h), cap=torch.rand(i, k * h), w2=torch.rand(h), b2=0.0,
+                r=torch.rand(k, j, n, i), ga=torch.rand(j, k, n, i), t_norm=torch.rand(k, i) + 1, caption_block=8)
+    assert kernel(**good).shape == (j, i)
+    for name, bad in (("proj", torch.rand(j, n + 1, k * h)), ("ga", torch.rand(j, k, n, i + 1)),
+                      ("cap", torch.rand(i, k * h + 1))):
+        with pytest.raises(ValueError, match=f"inconsistent shapes.*{name}"):
+            kernel(**{**good, name: bad})
+    with pytest.raises(ValueError, match="proj"):  # the extra row must be there when announced
+        kernel(**{**good, "extra_row": True})
 
 
 TRITON_CHECK = textwrap.dedent("""

@@ -25,8 +25,10 @@ loaded once for the whole caption tile), apply the ReLU and dot with w2 before m
 emit only w_ijk (or directly s_ij). Rows whose weight is zero for every caption (padded frames)
 are skipped, so a padded video costs in proportion to its real frames.
 
-Pooling weights and cosines (``pipeline.scoring._pair_terms``: ~2 N D MACs per pair, good GEMM
-shapes) stay in PyTorch; the kernels take their results.
+The pooling weights and the two GEMMs behind the cosines (``pipeline.scoring._pair_parts``:
+~2 N D MACs per pair, good GEMM shapes) stay in PyTorch; the kernels reduce them to the cosines
+(sum over frames, sqrt, divide) in the same pass, which saves several memory-bound passes over
+[J, K, N, I] tensors (they were ~2/3 of the time at D=64).
 
 Backends, chosen by measurement (benchmarks/README.md):
   * CPU: :mod:`pipeline.kernels.cpu`, a small C++ source compiled on first use with the system
@@ -48,14 +50,17 @@ log = logging.getLogger(__name__)
 
 
 class FusedKernel(Protocol):
-    """out [J, I] = sum_k (w2 . relu(cap[i, k] + sum_r a[j, i, r] proj[j, r, k]) + b2) * cos[j, k, i]."""
+    """out [J, I] = sum_k (w2 . relu(cap[i, k] + sum_r A[j, i, r] proj[j, r, k]) + b2) cos_ijk."""
 
     name: str
 
-    def __call__(self, a: torch.Tensor, active: torch.Tensor, proj: torch.Tensor, cap: torch.Tensor,
-                 w2: torch.Tensor, b2: float, cos: torch.Tensor, caption_block: int) -> torch.Tensor:
-        """a [J, I, R], active [J, R] bool (False: the row's weight is 0 for every caption),
-        proj [J, R, K*H], cap [I, K*H], w2 [H], cos [J, K, I] -> scores [J, I]."""
+    def __call__(self, a: torch.Tensor, mask: torch.Tensor, extra_row: bool, proj: torch.Tensor, cap: torch.Tensor,
+                 w2: torch.Tensor, b2: float, r: torch.Tensor, ga: torch.Tensor, t_norm: torch.Tensor,
+                 caption_block: int) -> torch.Tensor:
+        """a [J, N, I] pooling weights (0 on padding), mask [J, N], proj [J, N(+1), K*H] (the extra row,
+        weight 1, when ``extra_row``), cap [I, K*H], w2 [H], r [K, J, N, I] = <F'^k_jn, e_t^k(i)>,
+        ga [J, K, N, I] = (G^k_j a_ij)_n, t_norm [K, I] -> scores [J, I]; the cosines are
+        cos_ijk = sum_n a r / (sqrt(sum_n a ga) t_norm), as in ``pipeline.scoring._pair_terms``."""
         ...
 
 

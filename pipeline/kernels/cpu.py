@@ -33,14 +33,13 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("fused_cpu.cpp")
-ABI_VERSION = 1
-BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC")
+ABI_VERSION = 2
+#: -fno-math-errno lets the compiler vectorise sqrt (the kernel never reads errno).
+BASE_FLAGS = ("-O3", "-std=c++17", "-fno-math-errno", "-shared", "-fPIC")
 #: Tried in order: the machine's own vector ISA first, a generic build if the compiler refuses it.
 ARCH_FLAGS = (("-march=native",), ())
 #: Videos per thread below which splitting a call across threads costs more than it saves.
 MIN_VIDEOS_PER_THREAD = 2
-#: The kernel's fixed per-video row buffer (frames + 1).
-MAX_ROWS = 4096
 
 
 class KernelBuildError(RuntimeError):
@@ -142,7 +141,7 @@ def _library() -> tuple[ctypes.CDLL | None, str]:
     for name, scalar in (("macvr_fused_scores_f32", ctypes.c_float), ("macvr_fused_scores_f64", ctypes.c_double)):
         fn = getattr(lib, name)
         fn.restype = None
-        fn.argtypes = [i64] * 5 + [ptr] * 5 + [scalar, ptr, ptr, i64, i64, i64]
+        fn.argtypes = [i64] * 6 + [ptr] * 5 + [scalar] + [ptr] * 4 + [i64] * 3
     return lib, ""
 
 
@@ -167,22 +166,23 @@ class CpuFusedKernel:
         self._fn = lib.macvr_fused_scores_f32 if dtype == torch.float32 else lib.macvr_fused_scores_f64
         self.vector_bytes = int(lib.macvr_fused_vector_bytes())
 
-    def __call__(self, a: torch.Tensor, active: torch.Tensor, proj: torch.Tensor, cap: torch.Tensor,
-                 w2: torch.Tensor, b2: float, cos: torch.Tensor, caption_block: int) -> torch.Tensor:
-        j, i, r = a.shape
-        k = cos.shape[1]
-        h = w2.shape[0]
-        if proj.shape != (j, r, k * h) or cap.shape != (i, k * h) or cos.shape != (j, k, i) or active.shape != (j, r):
-            raise ValueError(f"fused kernel: inconsistent shapes a {tuple(a.shape)}, proj {tuple(proj.shape)}, "
-                             f"cap {tuple(cap.shape)}, cos {tuple(cos.shape)}, active {tuple(active.shape)}")
-        if r > MAX_ROWS:
-            raise ValueError(f"fused kernel: {r} rows per video exceed {MAX_ROWS}")
+    def __call__(self, a: torch.Tensor, mask: torch.Tensor, extra_row: bool, proj: torch.Tensor, cap: torch.Tensor,
+                 w2: torch.Tensor, b2: float, r: torch.Tensor, ga: torch.Tensor, t_norm: torch.Tensor,
+                 caption_block: int) -> torch.Tensor:
+        j, n, i = a.shape
+        k, h = t_norm.shape[0], w2.shape[0]
+        rows = n + int(extra_row)
+        shapes = {"mask": (mask.shape, (j, n)), "proj": (proj.shape, (j, rows, k * h)), "cap": (cap.shape, (i, k * h)),
+                  "r": (r.shape, (k, j, n, i)), "ga": (ga.shape, (j, k, n, i)), "t_norm": (t_norm.shape, (k, i))}
+        bad = {name: tuple(got) for name, (got, want) in shapes.items() if tuple(got) != want}
+        if bad:
+            raise ValueError(f"fused kernel: inconsistent shapes for a {tuple(a.shape)}: {bad}")
         dt = self.dtype
-        a, proj, cap, w2, cos = (t.to(dt).contiguous() for t in (a, proj, cap, w2, cos))
-        active = active.to(torch.uint8).contiguous()
+        a, proj, cap, w2, r, ga, t_norm = (x.to(dt).contiguous() for x in (a, proj, cap, w2, r, ga, t_norm))
+        mask = mask.to(torch.uint8).contiguous()
         out = torch.empty(j, i, dtype=dt)
-        args = (j, i, r, k, h, a.data_ptr(), active.data_ptr(), proj.data_ptr(), cap.data_ptr(), w2.data_ptr(),
-                float(b2), cos.data_ptr(), out.data_ptr())
+        args = (j, i, n, k, h, int(extra_row), a.data_ptr(), mask.data_ptr(), proj.data_ptr(), cap.data_ptr(),
+                w2.data_ptr(), float(b2), r.data_ptr(), ga.data_ptr(), t_norm.data_ptr(), out.data_ptr())
         threads = min(torch.get_num_threads(), j // MIN_VIDEOS_PER_THREAD)
         if threads <= 1:
             self._fn(*args, 0, j, caption_block)

@@ -3,7 +3,7 @@
 // For caption i, video j and concept k (see pipeline/kernels/__init__.py for the algebra):
 //   h      = relu(cap[i, k, :] + sum_r a[j, i, r] * proj[j, r, k, :])      (H values)
 //   w_ijk  = h . w2 + b2
-//   s_ij  += w_ijk * cos[j, k, i]
+//   s_ij  += w_ijk * cos_ijk      (cos from the pooling weights and two small GEMM outputs)
 // The H-wide vector h lives in SIMD registers only: the unfused form writes K*H values per pair
 // to memory and reads them back twice (ReLU, second layer), which made it memory-bound.
 //
@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 #if defined(__AVX512F__) || defined(__AVX__)
 #include <immintrin.h>
 #endif
@@ -132,85 +133,126 @@ inline void concept_block(const T* const* cap, const T* wts, int64_t nr, const T
     }
 }
 
-template <typename T, int IB>
-inline void caption_group(int64_t k, int64_t K, int64_t H, int64_t I, const T* cap_rows, int64_t i0, const T* wts,
-                          int64_t nr, const T* proj_j, int64_t row_stride, const T* w2, T b2, const T* cos_j,
-                          T* out_j) {
-    const T* cap[IB];
-    T w[IB];
-    for (int ii = 0; ii < IB; ++ii) cap[ii] = cap_rows + (i0 + ii) * K * H + k * H;
-    concept_block<T, IB>(cap, wts, nr, proj_j + k * H, row_stride, w2, H, w);
-    for (int ii = 0; ii < IB; ++ii) out_j[i0 + ii] += (w[ii] + b2) * cos_j[k * I + i0 + ii];
+// The concept-k cosines of video j and captions [c0, c1), from the pooling weights of its nf
+// real frames (the same operations, in the same order, as pipeline.scoring._pair_terms):
+//   num = sum_n a_n <F'^k_n, e_t^k>,  sq = ||e_v^k||^2 = sum_n a_n (G^k a)_n,  cos = num / (sqrt(sq) ||e_t^k||)
+// Every array is contiguous over captions, so the loops vectorise across captions.
+template <typename T>
+inline void cosines(const T* a_j, int64_t nf, const int64_t* rows, const T* r_kj, const T* ga_jk,
+                    const T* t_norm_k, int64_t I, int64_t c0, int64_t c1, T* num, T* sq, T* cos) {
+    const int64_t n = c1 - c0;
+    for (int64_t i = 0; i < n; ++i) num[i] = sq[i] = 0;
+    for (int64_t q = 0; q < nf; ++q) {
+        const T* aq = a_j + rows[q] * I + c0;
+        const T* rq = r_kj + rows[q] * I + c0;
+        const T* gq = ga_jk + rows[q] * I + c0;
+        for (int64_t i = 0; i < n; ++i) {
+            num[i] += aq[i] * rq[i];
+            sq[i] += aq[i] * gq[i];
+        }
+    }
+    for (int64_t i = 0; i < n; ++i) {
+        const T s = sq[i] > 0 ? sq[i] : 0;
+        cos[i] = num[i] / (__builtin_sqrt(s) * t_norm_k[c0 + i]);
+    }
 }
 
 // Scores out[j, i] (j in [j0, j1)) for all I captions. Layouts (contiguous):
-//   a [J, I, R] weights, active [J, R] (0 = row skipped), proj [J, R, K*H], cap [I, K*H],
-//   w2 [H], cos [J, K, I], out [J, I] (overwritten).
+//   a [J, N, I] pooling weights (0 on padded frames), mask [J, N] (0 = padded frame),
+//   proj [J, R, K*H] with R = N + extra_row (the extra row, if any, has weight 1),
+//   cap [I, K*H], w2 [H], r [K, J, N, I] = <F'^k_jn, e_t^k(i)>, ga [J, K, N, I] = (G^k_j a_ij)_n,
+//   t_norm [K, I] = ||e_t^k(i)||, out [J, I] (overwritten).
 template <typename T>
-void fused_scores(int64_t J, int64_t I, int64_t R, int64_t K, int64_t H, const T* a, const uint8_t* active,
-                  const T* proj, const T* cap, const T* w2, T b2, const T* cos, T* out, int64_t j0, int64_t j1,
-                  int64_t caption_block) {
+void fused_scores(int64_t J, int64_t I, int64_t N, int64_t K, int64_t H, int64_t extra_row, const T* a,
+                  const uint8_t* mask, const T* proj, const T* cap, const T* w2, T b2, const T* r, const T* ga,
+                  const T* t_norm, T* out, int64_t j0, int64_t j1, int64_t caption_block) {
     constexpr int IB = kTileCaptions;
-    const int64_t KH = K * H;
+    const int64_t KH = K * H, R = N + (extra_row ? 1 : 0);
     if (caption_block <= 0) caption_block = I;
-    int64_t rows[4096];
-    if (R > 4096) return;  // checked by the caller
-    T* wts = new T[caption_block * R > 0 ? caption_block * R : 1];
+    if (caption_block > I) caption_block = I;
+    std::vector<int64_t> rows(R);
+    std::vector<T> wts(caption_block * R > 0 ? caption_block * R : 1);
+    std::vector<T> packed, num(I), sq(I), cos(static_cast<size_t>(j1 - j0) * K * I);
+    T w[IB];
+    // Cosines first, for all captions of each video and concept: contiguous streams over captions.
+    for (int64_t j = j0; j < j1; ++j) {
+        int64_t nf = 0;
+        for (int64_t n = 0; n < N; ++n)
+            if (mask[j * N + n]) rows[nf++] = n;
+        for (int64_t k = 0; k < K; ++k)
+            cosines(a + j * N * I, nf, rows.data(), r + (k * J + j) * N * I, ga + (j * K + k) * N * I, t_norm + k * I,
+                    I, int64_t(0), I, num.data(), sq.data(), cos.data() + ((j - j0) * K + k) * I);
+    }
     for (int64_t c0 = 0; c0 < I; c0 += caption_block) {
         const int64_t c1 = c0 + caption_block < I ? c0 + caption_block : I;
         for (int64_t j = j0; j < j1; ++j) {
-            int64_t nr = 0;
-            for (int64_t r = 0; r < R; ++r)
-                if (active[j * R + r]) rows[nr++] = r;
-            // Compact the weights of the active rows: wts[(i - c0) * nr + r'].
-            for (int64_t i = c0; i < c1; ++i)
-                for (int64_t q = 0; q < nr; ++q) wts[(i - c0) * nr + q] = a[(j * I + i) * R + rows[q]];
-            // Active rows are usually a prefix (padding at the end); gather them when they are not.
+            // Rows with a weight: the real frames, then the video-only row (after_softmax masking).
+            int64_t nf = 0;
+            for (int64_t n = 0; n < N; ++n)
+                if (mask[j * N + n]) rows[nf++] = n;
+            int64_t nr = nf;
+            if (extra_row) rows[nr++] = N;
+            // Compact weights per caption: wts[(i - c0) * nr + q].
+            for (int64_t i = c0; i < c1; ++i) {
+                for (int64_t q = 0; q < nf; ++q) wts[(i - c0) * nr + q] = a[(j * N + rows[q]) * I + i];
+                if (extra_row) wts[(i - c0) * nr + nf] = 1;
+            }
+            // Real frames are usually a prefix (padding at the end); gather the rows when not.
             const T* proj_j = proj + j * R * KH;
             bool prefix = true;
             for (int64_t q = 0; q < nr; ++q) prefix = prefix && rows[q] == q;
-            T* packed = nullptr;
             if (!prefix) {
-                packed = new T[nr * KH];
-                for (int64_t q = 0; q < nr; ++q) std::memcpy(packed + q * KH, proj_j + rows[q] * KH, KH * sizeof(T));
-                proj_j = packed;
+                packed.resize(nr * KH);
+                for (int64_t q = 0; q < nr; ++q)
+                    std::memcpy(packed.data() + q * KH, proj_j + rows[q] * KH, KH * sizeof(T));
+                proj_j = packed.data();
             }
             T* out_j = out + j * I;
-            const T* cos_j = cos + j * K * I;
             for (int64_t i = c0; i < c1; ++i) out_j[i] = 0;
             // Concept outermost: the rows proj[j, :, k, :] (nr * H values) stay in L1 while every
             // caption group of the block reads them.
             for (int64_t k = 0; k < K; ++k) {
+                const T* cos_jk = cos.data() + ((j - j0) * K + k) * I;
+                const T* cap_k = cap + k * H;
                 int64_t i = c0;
-                for (; i + IB <= c1; i += IB)
-                    caption_group<T, IB>(k, K, H, I, cap, i, wts + (i - c0) * nr, nr, proj_j, KH, w2, b2, cos_j, out_j);
-                for (; i < c1; ++i)
-                    caption_group<T, 1>(k, K, H, I, cap, i, wts + (i - c0) * nr, nr, proj_j, KH, w2, b2, cos_j, out_j);
+                for (; i + IB <= c1; i += IB) {
+                    const T* c[IB];
+                    for (int ii = 0; ii < IB; ++ii) c[ii] = cap_k + (i + ii) * KH;
+                    concept_block<T, IB>(c, wts.data() + (i - c0) * nr, nr, proj_j + k * H, KH, w2, H, w);
+                    for (int ii = 0; ii < IB; ++ii) out_j[i + ii] += (w[ii] + b2) * cos_jk[i + ii];
+                }
+                for (; i < c1; ++i) {
+                    const T* c[1] = {cap_k + i * KH};
+                    concept_block<T, 1>(c, wts.data() + (i - c0) * nr, nr, proj_j + k * H, KH, w2, H, w);
+                    out_j[i] += (w[0] + b2) * cos_jk[i];
+                }
             }
-            delete[] packed;
         }
     }
-    delete[] wts;
 }
 
 }  // namespace
 
 extern "C" {
 
-int macvr_fused_abi_version() { return 1; }
+int macvr_fused_abi_version() { return 2; }
 
 int macvr_fused_vector_bytes() { return kVecBytes; }
 
-void macvr_fused_scores_f32(int64_t J, int64_t I, int64_t R, int64_t K, int64_t H, const float* a,
-                            const uint8_t* active, const float* proj, const float* cap, const float* w2, float b2,
-                            const float* cos, float* out, int64_t j0, int64_t j1, int64_t caption_block) {
-    fused_scores<float>(J, I, R, K, H, a, active, proj, cap, w2, b2, cos, out, j0, j1, caption_block);
+void macvr_fused_scores_f32(int64_t J, int64_t I, int64_t N, int64_t K, int64_t H, int64_t extra_row, const float* a,
+                            const uint8_t* mask, const float* proj, const float* cap, const float* w2, float b2,
+                            const float* r, const float* ga, const float* t_norm, float* out, int64_t j0, int64_t j1,
+                            int64_t caption_block) {
+    fused_scores<float>(J, I, N, K, H, extra_row, a, mask, proj, cap, w2, b2, r, ga, t_norm, out, j0, j1,
+                        caption_block);
 }
 
-void macvr_fused_scores_f64(int64_t J, int64_t I, int64_t R, int64_t K, int64_t H, const double* a,
-                            const uint8_t* active, const double* proj, const double* cap, const double* w2, double b2,
-                            const double* cos, double* out, int64_t j0, int64_t j1, int64_t caption_block) {
-    fused_scores<double>(J, I, R, K, H, a, active, proj, cap, w2, b2, cos, out, j0, j1, caption_block);
+void macvr_fused_scores_f64(int64_t J, int64_t I, int64_t N, int64_t K, int64_t H, int64_t extra_row, const double* a,
+                            const uint8_t* mask, const double* proj, const double* cap, const double* w2, double b2,
+                            const double* r, const double* ga, const double* t_norm, double* out, int64_t j0,
+                            int64_t j1, int64_t caption_block) {
+    fused_scores<double>(J, I, N, K, H, extra_row, a, mask, proj, cap, w2, b2, r, ga, t_norm, out, j0, j1,
+                         caption_block);
 }
 
 }  // extern "C"
