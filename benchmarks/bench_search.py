@@ -19,9 +19,15 @@ separate training set of the same world; untrained heads rank almost arbitrarily
 
 Measured: recall@10 of two-stage against exhaustive exact search (the fraction of the exact top
 10 that the two-stage top 10 holds) for each --candidates value, p50/p95 latency per query (one
-query at a time, stage one + stage two) and the exhaustive search's p50/p95 for
---exhaustive-queries queries (each scores the whole gallery with the same exact scorer). The
-ground-truth top-10 of all queries comes from the batched fused scorer.
+query at a time, stage one + stage two, --search-threads intra-op threads) and the exhaustive
+search's p50/p95 for --exhaustive-queries queries (each scores the whole gallery with the same
+exact scorer, --threads threads). The ground-truth top-10 of all queries comes from the batched
+fused scorer (--threads threads); --cache DIR keeps it (and the trained head) for reruns.
+
+Why one intra-op thread per query by default: a query's re-ranking works on small tensors
+(C x N_v x D), where splitting each op across threads costs more in synchronisation than it
+saves -- and on a shared box, where the other thread is often descheduled, far more (C=200:
+8 ms at 1 thread against ~100-150 ms at 2). Two cores serve two queries at once instead.
 """
 
 from __future__ import annotations
@@ -141,9 +147,38 @@ def percentiles(times: list[float]) -> str:
     return f"p50 {np.percentile(ms, 50):7.1f} ms  p95 {np.percentile(ms, 95):7.1f} ms"
 
 
-def two_stage(index: ShortlistIndex, model: MacVR, data: dict, candidates: int, top_k: int,
+class threads:
+    """Context: torch (and faiss) intra-op threads set to ``n``, restored on exit."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.before = n, torch.get_num_threads()
+
+    def __enter__(self) -> None:
+        _set_threads(self.n)
+
+    def __exit__(self, *exc) -> None:
+        _set_threads(self.before)
+
+
+def _set_threads(n: int) -> None:
+    torch.set_num_threads(n)
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(n)
+    except ImportError:
+        pass
+
+
+def two_stage(index: ShortlistIndex, model: MacVR, data: dict, candidates: int, top_k: int, n_threads: int,
               ) -> tuple[np.ndarray, list[float], list[float]]:
     """Rows [Q, k] found one query at a time, per-query total and stage-one latencies."""
+    with threads(n_threads):
+        return _two_stage(index, model, data, candidates, top_k)
+
+
+def _two_stage(index: ShortlistIndex, model: MacVR, data: dict, candidates: int, top_k: int,
+               ) -> tuple[np.ndarray, list[float], list[float]]:
     rows, totals, firsts = [], [], []
     for i in range(len(data["text"])):
         t0 = time.perf_counter()
@@ -165,7 +200,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--topics", type=int, default=500)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads for building, the ground truth and exhaustive search")
+    parser.add_argument("--search-threads", type=int, default=1, help="intra-op threads of one two-stage query")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="directory keeping the trained head and the ground truth between runs")
     parser.add_argument("--candidates", default="50,100,200,400", help="comma-separated values of C")
     parser.add_argument("--backend", default="faiss-hnsw", choices=ANN_BACKENDS)
     parser.add_argument("--embedding", default="mean", choices=EMBEDDINGS)
@@ -183,13 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     candidates = sorted({int(c) for c in args.candidates.split(",")})
     top_k = 10
 
-    torch.set_num_threads(args.threads)
-    try:
-        import faiss
-
-        faiss.omp_set_num_threads(args.threads)
-    except ImportError:
-        pass
+    _set_threads(args.threads)
     t = time.perf_counter()
     world = make_world(args.dim, args.topics, attributes=8 * args.topics, pool=12, seed=args.seed)
     gallery = make_split(world, args.videos, args.queries, args.frames, seed=args.seed + 1)
@@ -197,9 +230,19 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.videos} videos x {args.queries} queries, D={args.dim} K=8 N_v={args.frames}, "
           f"{torch.get_num_threads()} threads; data generated in {time.perf_counter() - t:.1f} s")
     model = build_model(args.dim, args.frames, args.seed)
-    t = time.perf_counter()
-    first, last = train(model, train_set, args.train_steps, args.train_batch, args.seed)
-    print(f"head trained {args.train_steps} steps in {time.perf_counter() - t:.1f} s (loss {first:.2f} -> {last:.2f})")
+    key = (f"v{args.videos}-q{args.queries}-d{args.dim}-n{args.frames}-t{args.topics}-s{args.seed}"
+           f"-steps{args.train_steps}-b{args.train_batch}")
+    cached = args.cache / f"{key}.pt" if args.cache else None
+    state = torch.load(cached) if cached is not None and cached.is_file() else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        model.eval()
+        print(f"head and ground truth loaded from {cached}")
+    else:
+        t = time.perf_counter()
+        first, last = train(model, train_set, args.train_steps, args.train_batch, args.seed)
+        print(f"head trained {args.train_steps} steps in {time.perf_counter() - t:.1f} s "
+              f"(loss {first:.2f} -> {last:.2f})")
 
     config = ShortlistConfig(candidates=max(candidates), embedding=args.embedding, backend=args.backend,
                              ann=AnnConfig(args.hnsw_m, args.ef_construction, args.ef_search))
@@ -210,14 +253,21 @@ def main(argv: list[str] | None = None) -> None:
         index = ShortlistIndex.load(tmp)
         index.encoded = np.ascontiguousarray(index.encoded)  # warm: page-cache effects are not the point
 
-        t = time.perf_counter()
-        with torch.no_grad():
-            exact = scoring.score_matrix(model, gallery["text"], gallery["frames"], gallery["mask"], gallery["tags_v"],
-                                         gallery["tags_t"], method="fused")
-        exact = exact.numpy()
-        truth = np.argsort(-exact, axis=1, kind="stable")[:, :top_k]
-        target_rank = (exact > exact[np.arange(len(exact)), gallery["target"]][:, None]).sum(1)
-        print(f"ground truth: exact scores of all pairs (fused, batched) in {time.perf_counter() - t:.1f} s; "
+        if state is None:
+            t = time.perf_counter()
+            with torch.no_grad():
+                exact = scoring.score_matrix(model, gallery["text"], gallery["frames"], gallery["mask"],
+                                             gallery["tags_v"], gallery["tags_t"], method="fused").numpy()
+            truth = np.argsort(-exact, axis=1, kind="stable")[:, :top_k]
+            target_rank = (exact > exact[np.arange(len(exact)), gallery["target"]][:, None]).sum(1)
+            state = {"model": model.state_dict(), "truth": torch.from_numpy(truth),
+                     "target_rank": torch.from_numpy(target_rank), "seconds": time.perf_counter() - t}
+            del exact
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(state, cached)
+        truth, target_rank = state["truth"].numpy(), state["target_rank"].numpy()
+        print(f"ground truth: exact scores of all pairs (fused, batched) in {state['seconds']:.1f} s; "
               f"the exact head finds the captioned video at R@1 {np.mean(target_rank < 1):.3f}, "
               f"R@10 {np.mean(target_rank < 10):.3f}")
 
@@ -228,12 +278,14 @@ def main(argv: list[str] | None = None) -> None:
             ex_times.append(time.perf_counter() - t0)
             if recall_at(rows, truth[i:i + 1]) < 1.0:
                 print(f"  note: exhaustive search and the batched scorer differ on query {i} (float near-ties)")
-        print(f"exhaustive exact (pooled scorer, whole gallery, {len(ex_times)} queries): {percentiles(ex_times)}")
+        print(f"exhaustive exact (pooled scorer, whole gallery, {len(ex_times)} queries, {args.threads} threads): "
+              f"{percentiles(ex_times)}")
 
         for c in candidates:
-            found, totals, firsts = two_stage(index, model, gallery, c, top_k)
+            found, totals, firsts = two_stage(index, model, gallery, c, top_k, args.search_threads)
             print(f"two-stage C={c:5d}: recall@10 vs exhaustive {recall_at(found, truth):.3f}  "
-                  f"latency {percentiles(totals)}  (stage one p50 {np.percentile(firsts, 50) * 1e3:.2f} ms)")
+                  f"latency {percentiles(totals)}  (stage one p50 {np.percentile(firsts, 50) * 1e3:.2f} ms; "
+                  f"{args.search_threads} thread(s) per query)")
         p50_ex = float(np.percentile(ex_times, 50))
         print(f"exhaustive p50 {p50_ex * 1e3:.1f} ms per query (targets: recall@10 >= 0.95 at p50 < 50 ms)")
 
@@ -254,7 +306,7 @@ def compare(args, model: MacVR, gallery: dict, truth: np.ndarray, candidates: li
             index = ShortlistIndex.build(model, gallery["frames"], gallery["mask"], gallery["tags_v"], config=config)
             parts = [f"compare {backend:10s} {embedding:8s} build {index.build_seconds:6.1f} s"]
             for c in candidates:
-                found, totals, firsts = two_stage(index, model, gallery, c, top_k)
+                found, totals, firsts = two_stage(index, model, gallery, c, top_k, args.search_threads)
                 parts.append(f"C={c}: recall {recall_at(found, truth):.3f} p50 {np.percentile(totals, 50) * 1e3:.1f} ms "
                              f"(stage one {np.percentile(firsts, 50) * 1e3:.2f} ms)")
             print("  ".join(parts))
