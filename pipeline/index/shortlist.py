@@ -22,6 +22,11 @@ the exact top-10 within the top-C, benchmarks/README.md):
 Per-frame vectors with max-aggregation recalled slightly better at small C in the exploration
 but make the index N_v times larger; not offered.
 
+Threads: one query's re-ranking works on small tensors (C x N_v x D), where intra-op
+parallelism costs more in synchronisation than it saves (C=200 at D=512: 8 ms on 1 thread,
+~100 ms on 2 on a busy 2-core box): call ``search`` with ``torch.set_num_threads(1)`` and serve
+concurrent queries from separate threads or processes.
+
 The index stores what stage two needs besides the head: the encoded frames F' (the temporal
 transformer runs once per video at build time, never per query), the mask and the visual tag
 sentences, as .npy files that load memory-mapped, plus a fingerprint of the head it was built
