@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--text-chunk", type=int, default=scoring.DEFAULT_TEXT_CHUNK)
     parser.add_argument("--video-chunk", type=int, default=scoring.DEFAULT_VIDEO_CHUNK)
     parser.add_argument("--fused-text-chunk", type=int, default=scoring.DEFAULT_FUSED_TEXT_CHUNK)
-    parser.add_argument("--fused-video-chunk", type=int, default=scoring.DEFAULT_FUSED_VIDEO_CHUNK)
+    parser.add_argument("--fused-video-chunk", type=int, default=None,
+                        help=f"videos per fused kernel call (default: {scoring.DEFAULT_FUSED_VIDEO_CHUNK} on a CPU, "
+                             f"{scoring.DEFAULT_FUSED_GPU_VIDEO_CHUNK} on a GPU)")
     parser.add_argument("--direct-chunk", type=int, default=scoring.DIRECT_CHUNK, help="direct form tiles (square)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--grid", action="store_true", help="also time the fast and fused forms over tile sizes")
@@ -115,6 +117,10 @@ def main(argv: list[str] | None = None) -> None:
         queries = scoring.prepare_queries(model, text, tags_t)
         videos = scoring.prepare_videos(model, encoded, mask, tags_v)
         return scoring.fast_scores(model, queries, videos, tc, vc)
+
+    if args.fused_video_chunk is None:
+        args.fused_video_chunk = (scoring.DEFAULT_FUSED_VIDEO_CHUNK if dev == "cpu"
+                                  else scoring.DEFAULT_FUSED_GPU_VIDEO_CHUNK)
 
     def fused(tc: int = args.fused_text_chunk, vc: int = args.fused_video_chunk) -> torch.Tensor:
         queries = scoring.prepare_queries(model, text, tags_t)

@@ -70,6 +70,9 @@ DEFAULT_POOLED_VIDEO_CHUNK = 64
 #: captions x this many videos at once). Measured with benchmarks/bench_scoring.py --grid.
 DEFAULT_FUSED_TEXT_CHUNK = 64
 DEFAULT_FUSED_VIDEO_CHUNK = 16
+#: On a GPU, videos per kernel call (per-call overhead dominates small calls; memory ~ 17 * this
+#: * N * Q values for the pooling terms). Not measured here (no GPU): a starting point.
+DEFAULT_FUSED_GPU_VIDEO_CHUNK = 256
 
 
 @dataclass
@@ -252,7 +255,8 @@ def fused_scores(model: MacVR, queries: QuerySide, videos: VideoSide, text_chunk
         return fast_scores(model, queries, videos, text_chunk or DEFAULT_TEXT_CHUNK,
                            video_chunk or DEFAULT_VIDEO_CHUNK)
     text_chunk = text_chunk or DEFAULT_FUSED_TEXT_CHUNK
-    video_chunk = video_chunk or DEFAULT_FUSED_VIDEO_CHUNK
+    on_gpu = queries.hidden.device.type != "cpu"
+    video_chunk = video_chunk or (DEFAULT_FUSED_GPU_VIDEO_CHUNK if on_gpu else DEFAULT_FUSED_VIDEO_CHUNK)
     nq, nv, n = len(queries), len(videos), videos.mask.shape[1]
     extra_row = videos.proj.shape[1] > n  # after_softmax: the video-only term as a row of weight 1
     fc2 = model.confidence.fc2

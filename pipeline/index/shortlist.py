@@ -57,10 +57,12 @@ ShortlistEmbedding = Literal["mean", "concepts"]
 EMBEDDINGS: tuple[str, ...] = ("mean", "concepts")
 FORMAT_VERSION = 1
 
-#: Gallery size above which ``macvr search`` should use the shortlist (exhaustive exact search of
-#: 10^4 videos costs ~0.1-0.2 s per query on 2 cores at D=512; see benchmarks/README.md).
+#: Gallery size above which ``macvr search`` should use the shortlist: exhaustive exact search
+#: costs ~0.5 M MACs per video at D=512 (``pooled_scores``), ~10 GMAC per query at 2*10^4 videos,
+#: ~0.2-0.5 s on a quiet 2-core box (benchmarks/README.md: 28 s at 10^5 on the busy dev box).
 DEFAULT_THRESHOLD = 20_000
-#: Candidates re-scored exactly per query (recall@10 >= 0.95 of exhaustive at 10^5 videos).
+#: Candidates re-scored exactly per query (recall@10 0.97 of exhaustive at 10^5 videos, D=512,
+#: on bench_search's structured data; 100 gave 0.947).
 DEFAULT_CANDIDATES = 200
 
 
