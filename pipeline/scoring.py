@@ -23,6 +23,19 @@ implementations produce the same numbers:
   one ``baddbmm`` per tile forms b1 + W1_t e_t + W1_at e_at + W1_av e_av + sum_n a_n P_n (the
   video-only term is folded into every frame's P_n, since the weights sum to 1).
 
+``fused``: the fast form's algebra with its tail fused into one kernel per tile
+(:mod:`pipeline.kernels`): for each pair and concept the K*H hidden pre-activations are formed,
+passed through the ReLU and dotted with w2 in registers, never written to memory. Same numbers
+as ``fast`` up to float rounding; it falls back to ``fast`` (one log line) where no kernel is
+available (no C++ compiler on a CPU, no Triton on a GPU, half precision).
+
+``pooled``: for a few captions against many videos (a search query, re-ranking a shortlist).
+The fast form pays ~N*K*d*H MACs per *video* for the per-frame projections (3.1 M at D=512),
+which only pays off over many captions. Here each pair's pooled video is formed explicitly (as
+in ``direct``) but only the video slot of the first layer runs per pair (K*d*H = 262 k MACs);
+the caption slots run once per caption and the visual-tag slot once per video: ~4x fewer MACs
+per pair than ``direct`` and no per-video projections. Exact, like the others.
+
 Memory is bounded by ``video_block`` (frames encoded and prepared at once) and ``text_block``
 (captions prepared at once), whatever the gallery and query-set sizes; the output [Nt, Nv] can
 be a preallocated array (e.g. a memory-mapped .npy). Speed: benchmarks/bench_scoring.py.
@@ -40,7 +53,8 @@ from tqdm import tqdm
 from pipeline.model.macvr import MacVR
 from pipeline.model.pooling import masked_pool_softmax
 
-ScoringMethod = Literal["fast", "direct"]
+ScoringMethod = Literal["fast", "direct", "fused", "pooled"]
+SCORING_METHODS: tuple[str, ...] = ("fast", "direct", "fused", "pooled")
 
 #: Tile and block sizes measured with benchmarks/bench_scoring.py (see benchmarks/README.md).
 DEFAULT_TEXT_CHUNK = 16
@@ -49,6 +63,16 @@ DEFAULT_TEXT_BLOCK = 256
 DEFAULT_VIDEO_BLOCK = 256
 #: The direct form's tiles (the brief's reference: 16 x 16).
 DIRECT_CHUNK = 16
+#: The pooled form: videos per tile (its per-pair hidden layer is Q * this * K * H values).
+DEFAULT_POOLED_VIDEO_CHUNK = 64
+#: The fused form: captions per kernel block (their caption parts stay in L2 while one video's
+#: rows stay in L1) and videos per kernel call (pooling weights and cosines are computed for all
+#: captions x this many videos at once). Measured with benchmarks/bench_scoring.py --grid.
+DEFAULT_FUSED_TEXT_CHUNK = 64
+DEFAULT_FUSED_VIDEO_CHUNK = 16
+#: On a GPU, videos per kernel call (per-call overhead dominates small calls; memory ~ 17 * this
+#: * N * Q values for the pooling terms). Not measured here (no GPU): a starting point.
+DEFAULT_FUSED_GPU_VIDEO_CHUNK = 256
 
 
 @dataclass
@@ -119,8 +143,9 @@ def prepare_videos(model: MacVR, frames: torch.Tensor, mask: torch.Tensor,
     if tags_v is not None:
         video_row = video_row + conf.slot_partial("tags_visual", model.concept_split(tags_v))
     if cfg.pool_masking == "before_softmax":
-        # The pooling weights sum to 1, so the video-only row folds into every frame's row.
-        proj = (proj + video_row[:, None]).flatten(2)  # [V, N, K*H]
+        # The pooling weights sum to 1, so the video-only row folds into every frame's row
+        # (in place: a fresh tensor of this size costs page faults, ~2x the add itself).
+        proj = proj.add_(video_row[:, None]).flatten(2)  # [V, N, K*H]
         bias = torch.zeros_like(mask, dtype=frames.dtype).masked_fill_(~mask, float("-inf"))
     else:
         # Official masking: weights sum to < 1; the row rides along as an extra frame of weight 1.
@@ -133,27 +158,48 @@ def prepare_videos(model: MacVR, frames: torch.Tensor, mask: torch.Tensor,
                      gram=gram.contiguous())
 
 
-def _fast_block(model: MacVR, q: QuerySide, v: VideoSide, qs: slice, vs: slice, text_chunk: int,
-                buffer: torch.Tensor) -> torch.Tensor:
-    """Scores [J, I] of videos ``vs`` against queries ``qs`` with the split algebra.
+def _pair_parts(model: MacVR, q: QuerySide, v: VideoSide, qs: slice, vs: slice,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The cheap per-pair terms of videos ``vs`` x queries ``qs`` (~2 N D + K N^2 MACs per pair).
 
-    Per-pair tensors keep the caption index innermost, so the reductions over frames and
-    concepts are vectorised across captions. The cheap terms (pooling weights, cosines: ~8 k MACs
-    per pair) are computed for the whole block; only the hidden layer (K*H values per pair) is
-    tiled ``text_chunk`` captions at a time, into ``buffer``, so that it stays cache-resident.
+    a [J, N, I]: pooling weights; r [K, J, N, I] = <F'^k_jn, e_t^k(i)>; ga [J, K, N, I] = G^k_j a_ij.
+    Per-pair tensors keep the caption index innermost, so the reductions over frames are
+    vectorised across captions.
     """
     cfg = model.config
-    k_, h_ = cfg.num_concepts, cfg.confidence_hidden
+    k_ = cfg.num_concepts
     i, j, n = qs.stop - qs.start, vs.stop - vs.start, v.mask.shape[1]
     rows = slice(vs.start * n, vs.stop * n)
     # Masked logits <T_i, F'_jn> / tau (-inf on padding) in one GEMM, then pooling weights a[j, n, i].
     a = torch.softmax((v.logit_frames[rows] @ q.logit_text[:, qs]).view(j, n, i), dim=1)
     if cfg.pool_masking == "after_softmax":
         a = a * v.mask[vs, :, None]
-    # R[k, (j n), i] = <F'^k_jn, e_t^k(i)> -> numerators sum_n a_ijn R_ijnk: [K, J, I].
-    num = (torch.bmm(v.concepts[:, rows], q.concepts[:, :, qs]).view(k_, j, n, i) * a).sum(2)
-    sq = (torch.bmm(v.gram[vs], a).view(j, k_, n, i) * a[:, None]).sum(2)  # a^T G^k a: [J, K, I]
+    r = torch.bmm(v.concepts[:, rows], q.concepts[:, :, qs]).view(k_, j, n, i)
+    ga = torch.bmm(v.gram[vs], a).view(j, k_, n, i)
+    return a, r, ga
+
+
+def _pair_terms(model: MacVR, q: QuerySide, v: VideoSide, qs: slice, vs: slice) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooling weights a [J, N, I] and concept cosines [J, K, I] of videos ``vs`` x queries ``qs``."""
+    a, r, ga = _pair_parts(model, q, v, qs, vs)
+    num = (r * a).sum(2)  # sum_n a_ijn <F'^k_jn, e_t^k(i)>: [K, J, I]
+    sq = (ga * a[:, None]).sum(2)  # a^T G^k a = ||e_v^k||^2: [J, K, I]
     cos = num.transpose(0, 1).div_(sq.clamp_min_(0).sqrt_().mul_(q.norms[:, qs]))  # [J, K, I]
+    return a, cos
+
+
+def _fast_block(model: MacVR, q: QuerySide, v: VideoSide, qs: slice, vs: slice, text_chunk: int,
+                buffer: torch.Tensor) -> torch.Tensor:
+    """Scores [J, I] of videos ``vs`` against queries ``qs`` with the split algebra.
+
+    The cheap terms (pooling weights, cosines: ~8 k MACs per pair) are computed for the whole
+    block; only the hidden layer (K*H values per pair) is tiled ``text_chunk`` captions at a
+    time, into ``buffer``, so that it stays cache-resident.
+    """
+    cfg = model.config
+    k_, h_ = cfg.num_concepts, cfg.confidence_hidden
+    i, j, n = qs.stop - qs.start, vs.stop - vs.start, v.mask.shape[1]
+    a, cos = _pair_terms(model, q, v, qs, vs)
     a_t = a.transpose(1, 2)  # [J, I, N] (a view: BLAS reads it transposed)
     if v.proj.shape[1] > n:  # the video-only term is an extra frame of weight 1
         a_t = torch.cat([a_t, a_t.new_ones(j, i, 1)], dim=-1)
@@ -190,6 +236,97 @@ def fast_scores(model: MacVR, queries: QuerySide, videos: VideoSide,
     return out.t().contiguous()
 
 
+def fused_scores(model: MacVR, queries: QuerySide, videos: VideoSide, text_chunk: int | None = None,
+                 video_chunk: int | None = None) -> torch.Tensor:
+    """Scores [Q, V] of prepared queries and videos by the fused kernel (see :mod:`pipeline.kernels`).
+
+    Per ``video_chunk`` videos, the pooling weights and the cosines' GEMMs for all Q queries come
+    from :func:`_pair_parts`; the kernel then forms each pair's cosines, hidden layer, ReLU and
+    second layer in registers, ``text_chunk`` captions per cache block. Falls back to :func:`fast_scores` (with
+    its default tiles unless chunks were given) where no kernel is available.
+    """
+    for name, value in (("text_chunk", text_chunk), ("video_chunk", video_chunk)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+    from pipeline.kernels import fused_kernel
+
+    kernel = fused_kernel(queries.hidden.device, queries.hidden.dtype)
+    if kernel is None:
+        return fast_scores(model, queries, videos, text_chunk or DEFAULT_TEXT_CHUNK,
+                           video_chunk or DEFAULT_VIDEO_CHUNK)
+    text_chunk = text_chunk or DEFAULT_FUSED_TEXT_CHUNK
+    on_gpu = queries.hidden.device.type != "cpu"
+    video_chunk = video_chunk or (DEFAULT_FUSED_GPU_VIDEO_CHUNK if on_gpu else DEFAULT_FUSED_VIDEO_CHUNK)
+    nq, nv, n = len(queries), len(videos), videos.mask.shape[1]
+    extra_row = videos.proj.shape[1] > n  # after_softmax: the video-only term as a row of weight 1
+    fc2 = model.confidence.fc2
+    w2, b2 = fc2.weight[0].detach(), fc2.bias.detach().item()
+    out = queries.hidden.new_empty(nv, nq)
+    with torch.no_grad():
+        for v0 in range(0, nv, video_chunk):
+            vs = slice(v0, min(v0 + video_chunk, nv))
+            a, r, ga = _pair_parts(model, queries, videos, slice(0, nq), vs)
+            out[vs] = kernel(a, videos.mask[vs], extra_row, videos.proj[vs], queries.hidden, w2, b2, r, ga,
+                             queries.norms, text_chunk)
+    return out.t().contiguous()
+
+
+#: Up to this many captions, the pooled form runs the visual-tag slot per pair, fused into the
+#: video slot's GEMM (one GEMM of inner width 2d instead of two of width d, one pass fewer over
+#: the hidden layer: ~30% faster for one query); beyond, once per video.
+POOLED_CONCAT_MAX_CAPTIONS = 4
+
+
+@torch.no_grad()
+def pooled_scores(model: MacVR, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor,
+                  tags_v: torch.Tensor | None = None, tags_t: torch.Tensor | None = None,
+                  video_chunk: int = DEFAULT_POOLED_VIDEO_CHUNK) -> torch.Tensor:
+    """Scores [Q, V] of few captions against encoded frames F' [V, N, D] (see the module docstring).
+
+    Per pair: pooling weights and the pooled video (as the direct form), its concepts, and the
+    video slot of the first layer; the caption slots (:func:`prepare_queries`) come once per
+    caption. Memory ~ Q * video_chunk * K * H values.
+    """
+    if video_chunk <= 0:
+        raise ValueError(f"video_chunk must be > 0, got {video_chunk}")
+    cfg = model.config
+    frames = model.as_input(frames, "encoded frames", (None, None, cfg.embed_dim))
+    nv, n, k_, h_ = frames.shape[0], frames.shape[1], cfg.num_concepts, cfg.confidence_hidden
+    mask = mask.to(device=frames.device, dtype=torch.bool)
+    text = model.as_input(text, "text", (None, cfg.embed_dim))
+    nq = text.shape[0]
+    queries = prepare_queries(model, text, tags_t)
+    conf = model.confidence
+    caption_part = queries.hidden.view(nq, k_, h_) + conf.fc1.bias  # [Q, K, H]
+    e_t, t_norm = queries.concepts.permute(2, 0, 1), queries.norms.t()  # [Q, K, d], [Q, K]
+    tags_v = model.tag_input(tags_v, cfg.use_visual_tags, "tags_v (visual tag sentences)", nv)
+    e_av = None if tags_v is None else model.concept_split(tags_v)  # [V, K, d]
+    concat = e_av is not None and nq <= POOLED_CONCAT_MAX_CAPTIONS
+    w1_v = conf.slot_weight("video").t()  # [d, H]
+    if concat:
+        w1_v = torch.cat([w1_v, conf.slot_weight("tags_visual").t()], dim=0)  # [2d, H]
+    w2, b2 = conf.fc2.weight[0], conf.fc2.bias
+    text_scaled = text.t() / cfg.pool_temperature  # [D, Q]
+    out = text.new_empty(nq, nv)
+    for v0 in range(0, nv, video_chunk):
+        vs = slice(v0, min(v0 + video_chunk, nv))
+        j, f = vs.stop - vs.start, frames[vs]
+        logits = (f.reshape(j * n, -1) @ text_scaled).view(j, n, nq).permute(2, 0, 1)  # [Q, J, N]
+        a = masked_pool_softmax(logits, mask[vs], cfg.pool_masking)
+        e_v = model.concept_split(torch.bmm(a.transpose(0, 1), f))  # pooled videos' concepts: [J, Q, K, d]
+        if concat:
+            x = torch.cat([e_v, e_av[vs, None].expand(j, nq, k_, -1)], dim=-1)  # [J, Q, K, 2d]
+            hidden = (x @ w1_v).add_(caption_part)
+        else:
+            hidden = (e_v @ w1_v).add_(caption_part)
+            if e_av is not None:
+                hidden.add_(conf.slot_partial("tags_visual", e_av[vs])[:, None])
+        w = (hidden.relu_() @ w2).add_(b2)  # [J, Q, K]
+        cos = (e_t * e_v).sum(-1).div_(t_norm * e_v.norm(dim=-1))
+        out[:, vs] = (w * cos).sum(-1).t()
+    return out
+
+
 def direct_scores(model: MacVR, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor,
                   tags_v: torch.Tensor | None = None, tags_t: torch.Tensor | None = None,
                   text_chunk: int = DIRECT_CHUNK, video_chunk: int = DIRECT_CHUNK) -> torch.Tensor:
@@ -220,7 +357,7 @@ def _check_rows(name: str, x, rows: int) -> None:
 
 def score_matrix(model: MacVR, text, frames, mask, tags_v=None, tags_t=None, *,
                  method: ScoringMethod = "fast",
-                 text_chunk: int = DEFAULT_TEXT_CHUNK, video_chunk: int = DEFAULT_VIDEO_CHUNK,
+                 text_chunk: int | None = None, video_chunk: int | None = None,
                  text_block: int = DEFAULT_TEXT_BLOCK, video_block: int = DEFAULT_VIDEO_BLOCK,
                  out: np.ndarray | torch.Tensor | None = None, progress: bool = False):
     """S [Nt, Nv] of captions text [Nt, D] (+ tags_t [Nt, D]) against videos frames [Nv, N, D],
@@ -228,16 +365,20 @@ def score_matrix(model: MacVR, text, frames, mask, tags_v=None, tags_t=None, *,
 
     Memory is bounded by the blocks: frames are encoded (temporal transformer, once per video)
     and prepared ``video_block`` videos at a time, captions ``text_block`` at a time; tiles are
-    ``text_chunk`` x ``video_chunk`` pairs (for ``direct``, pass its own, e.g. 16 x 16). Results
+    ``text_chunk`` x ``video_chunk`` pairs (None: the method's measured default, see the
+    ``DEFAULT_*`` constants; for ``fused`` they are the kernel's caption block and the videos
+    per kernel call). ``method``: ``fast``, ``fused`` (same numbers, faster where its kernel
+    exists, else ``fast``), ``pooled`` (for a few captions: search queries, re-ranking) or
+    ``direct`` (the per-pair reference). Results
     go into ``out`` when given (a [Nt, Nv] array or tensor, e.g. a memory-mapped .npy) and are
     returned; otherwise a new CPU tensor in the model's dtype is returned. Computation runs on
     the model's device and dtype.
     """
-    if method not in ("fast", "direct"):
-        raise ValueError(f"unknown scoring method {method!r} (expected fast or direct)")
+    if method not in SCORING_METHODS:
+        raise ValueError(f"unknown scoring method {method!r} (expected one of {', '.join(SCORING_METHODS)})")
     for name, value in (("text_chunk", text_chunk), ("video_chunk", video_chunk),
                         ("text_block", text_block), ("video_block", video_block)):
-        if value <= 0:
+        if value is not None and value <= 0:
             raise ValueError(f"{name} must be > 0, got {value}")
     nt, nv = len(text), len(frames)
     _check_rows("frame mask", mask, nv)
@@ -247,6 +388,12 @@ def score_matrix(model: MacVR, text, frames, mask, tags_v=None, tags_t=None, *,
         out = torch.empty(nt, nv, dtype=model.logit_scale.dtype)
     elif tuple(out.shape) != (nt, nv):
         raise ValueError(f"out: expected shape {(nt, nv)}, got {tuple(out.shape)}")
+    if method == "direct":
+        text_chunk, video_chunk = text_chunk or DIRECT_CHUNK, video_chunk or DIRECT_CHUNK
+    elif method == "fast":
+        text_chunk, video_chunk = text_chunk or DEFAULT_TEXT_CHUNK, video_chunk or DEFAULT_VIDEO_CHUNK
+    elif method == "pooled":
+        video_chunk = video_chunk or DEFAULT_POOLED_VIDEO_CHUNK
     like = model.logit_scale.detach()
     v_blocks = range(0, nv, video_block)
     t_blocks = range(0, nt, text_block)
@@ -258,13 +405,20 @@ def score_matrix(model: MacVR, text, frames, mask, tags_v=None, tags_t=None, *,
             block_mask = _as_tensor(mask, vs, like).bool()
             encoded = model.encode_frames(_as_tensor(frames, vs, like), block_mask)
             block_tags_v = None if tags_v is None or not model.config.use_visual_tags else _as_tensor(tags_v, vs, like)
-            videos = prepare_videos(model, encoded, block_mask, block_tags_v) if method == "fast" else None
+            videos = (prepare_videos(model, encoded, block_mask, block_tags_v) if method in ("fast", "fused")
+                      else None)
             for t0 in t_blocks:
                 ts = slice(t0, min(t0 + text_block, nt))
                 block_text = _as_tensor(text, ts, like)
                 block_tags_t = (None if tags_t is None or not model.config.use_textual_tags
                                 else _as_tensor(tags_t, ts, like))
-                if videos is not None:
+                if method == "fused":
+                    scores = fused_scores(model, prepare_queries(model, block_text, block_tags_t), videos,
+                                          text_chunk, video_chunk)
+                elif method == "pooled":
+                    scores = pooled_scores(model, block_text, encoded, block_mask, block_tags_v, block_tags_t,
+                                           video_chunk)
+                elif videos is not None:
                     scores = fast_scores(model, prepare_queries(model, block_text, block_tags_t), videos,
                                          text_chunk, video_chunk)
                 else:

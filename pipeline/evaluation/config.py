@@ -33,8 +33,10 @@ class EvaluateConfig:
     bootstrap: how the metrics' intervals are drawn (:mod:`pipeline.retrieval.uncertainty`).
     device: ``auto`` (GPU when available), ``cpu`` or ``cuda``.
     torch_threads: intra-op CPU threads (``torch.set_num_threads``); 0 leaves PyTorch's default.
-    method: ``fast`` (the exact split-algebra scorer) or ``direct`` (every pair through the full
-        confidence MLP; ~10x slower, same numbers: a cross-check).
+    method: ``fast`` (the exact split-algebra scorer), ``fused`` (the same algebra with its hidden
+        layer in one compiled kernel: faster, same numbers; falls back to ``fast`` where the
+        kernel is unavailable) or ``direct`` (every pair through the full confidence MLP; ~10x
+        slower, same numbers: a cross-check).
     text_chunk, video_chunk: tile of the fast scorer's hidden layer (keep it cache-sized).
     text_block, video_block: captions / videos prepared at once; they bound the memory,
         whatever the gallery size.
@@ -53,7 +55,7 @@ class EvaluateConfig:
     bootstrap: BootstrapConfig
     device: Literal["auto", "cpu", "cuda"]
     torch_threads: int
-    method: Literal["fast", "direct"]
+    method: Literal["fast", "fused", "direct"]
     text_chunk: int
     video_chunk: int
     text_block: int
@@ -70,7 +72,7 @@ class EvaluateConfig:
                 raise ValueError(f"evaluate config: {msg}")
 
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
-        need(self.method in ("fast", "direct"), f"method must be fast or direct, got {self.method!r}")
+        need(self.method in ("fast", "fused", "direct"), f"method must be fast, fused or direct, got {self.method!r}")
         need(self.torch_threads >= 0, f"torch_threads must be >= 0 (0 = PyTorch's default), got {self.torch_threads}")
         for name in ("text_chunk", "video_chunk", "text_block", "video_block", "encode_batch_size", "top_k",
                      "plot_dpi"):
