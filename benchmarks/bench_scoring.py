@@ -38,9 +38,9 @@ FP32_LANES_PER_SM = {(7, 0): 64, (7, 5): 64, (8, 0): 64, (8, 6): 128, (8, 7): 12
 
 def build_model(device: str, dim: int = 512, frames: int = 12) -> MacVR:
     config = ModelConfig(
-        variant="macvr", embed_dim=dim, num_concepts=8, pool_temperature=3.0, pool_masking="before_softmax",
-        temporal_layers=4, temporal_heads=8, max_frames=frames, concept_projection="chunk",
-        confidence_hidden_ratio=2, use_visual_tags=True, use_textual_tags=True, init_logit_scale=math.log(100))
+        tags=("visual", "textual"), embed_dim=dim, num_concepts=8, pool_temperature=3.0,
+        pool_masking="before_softmax", temporal_layers=4, temporal_heads=8, temporal_ln_eps=1e-12,
+        max_frames=frames, concept_projection="chunk", confidence_hidden_ratio=2, init_logit_scale=math.log(100))
     model = MacVR(config)
     # PyTorch's default Linear init gives the confidence MLP realistic (not ~0) outputs.
     model.confidence.fc1.reset_parameters()

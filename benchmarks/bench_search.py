@@ -102,10 +102,10 @@ def make_split(world: tuple[torch.Tensor, torch.Tensor], videos: int, queries: i
 
 def build_model(dim: int, frames: int, seed: int) -> MacVR:
     torch.manual_seed(seed)
-    config = ModelConfig(variant="macvr", embed_dim=dim, num_concepts=8, pool_temperature=3.0,
-                         pool_masking="before_softmax", temporal_layers=0, temporal_heads=8, max_frames=frames,
-                         concept_projection="chunk", confidence_hidden_ratio=2, use_visual_tags=True,
-                         use_textual_tags=True, init_logit_scale=math.log(100))
+    config = ModelConfig(tags=("visual", "textual"), embed_dim=dim, num_concepts=8, pool_temperature=3.0,
+                         pool_masking="before_softmax", temporal_layers=0, temporal_heads=8, temporal_ln_eps=1e-12,
+                         max_frames=frames, concept_projection="chunk", confidence_hidden_ratio=2,
+                         init_logit_scale=math.log(100))
     model = MacVR(config)
     model.confidence.fc1.reset_parameters()
     model.confidence.fc2.reset_parameters()

@@ -82,7 +82,9 @@ def test_fused_kernel_threads_give_the_same_scores():
     finally:
         torch.set_num_threads(before)
     assert kernel.name == "cpu-cpp"
-    assert torch.equal(one, three)  # each video is scored by one thread, in the same order
+    # The kernel scores each video on one thread in a fixed order; the surrounding GEMMs (pooling
+    # weights, cosines) may round differently with another BLAS thread count.
+    assert (one - three).abs().max().item() <= 1e-6
 
 
 @pytest.mark.parametrize("overrides", VARIANTS)
