@@ -28,18 +28,52 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ShortlistParams:
+    """Two-stage search (``params.yaml: search.shortlist``; see :mod:`pipeline.index.shortlist`).
+
+    threshold: gallery size above which an index is searched in two stages (below: exactly).
+    candidates: videos the ANN stage hands to the exact scorer per query (recall vs latency).
+    embedding: the query-independent video vector (``mean`` | ``concepts``).
+    backend: ``faiss-hnsw`` | ``usearch`` | ``exact`` (brute-force stage one).
+    """
+
+    threshold: int
+    candidates: int
+    embedding: Literal["mean", "concepts"]
+    backend: str
+
+    def __post_init__(self) -> None:
+        from pipeline.index.shortlist import ShortlistConfig
+
+        # One set of rules: the index's own config checks every value (backend names included).
+        ShortlistConfig(threshold=self.threshold, candidates=self.candidates, embedding=self.embedding,
+                        backend=self.backend)
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     """``params.yaml: search``.
 
     temperatures: the query is tagged at each (the tag_text@tNN instances' values) and the tag
-        lists merged in increasing temperature, like the clean_tags stage.
+        lists merged in increasing temperature, like the clean_tags stage; ``macvr index`` tags
+        a folder's videos at the same temperatures.
     cache: answer cache (SQLite) of the openai tag backend, so a repeated query asks nothing.
     device: ``auto`` (GPU when available), ``cpu`` or ``cuda``.
+    shortlist: the two-stage search of large galleries (:class:`ShortlistParams`).
     """
 
     temperatures: list[float]
     cache: str
     device: Literal["auto", "cpu", "cuda"]
+    shortlist: ShortlistParams
+
+    def shortlist_config(self):
+        """The index's build settings (:class:`pipeline.index.shortlist.ShortlistConfig`)."""
+        from pipeline.index.shortlist import ShortlistConfig
+
+        s = self.shortlist
+        return ShortlistConfig(threshold=s.threshold, candidates=s.candidates, embedding=s.embedding,
+                               backend=s.backend)
 
     def __post_init__(self) -> None:
         if not self.temperatures:
@@ -115,12 +149,74 @@ class Hit:
     visual_tags: list[str]
 
 
+def _encode_query(query: str, tags: list[str], encoder, m: int, max_words: int):
+    import torch
+
+    from pipeline.features.tags import infer_sentence
+
+    with torch.no_grad():
+        encoded = encoder.encode_texts([query, infer_sentence(tags, m)], max_words)
+    return encoded[:1], encoded[1:]
+
+
+def _hits(ids: list[str], rows, scores, paths: dict, visual: dict, m: int) -> list[dict]:
+    return [Hit(rank=i + 1, video_id=ids[j], score=float(s), path=str(paths.get(ids[j], "")),
+                visual_tags=list(visual.get(ids[j], []))[:m]).__dict__ for i, (j, s) in enumerate(zip(rows, scores))]
+
+
+def search_gallery(query: str, *, top_k: int, params: Path, gallery: Path, candidates: int | None = None
+                   ) -> dict[str, Any]:
+    """Search a ``macvr index`` gallery: two stages above ``search.shortlist.threshold``, else exact."""
+    import torch
+
+    from pipeline.device import resolve_device
+    from pipeline.evaluation.trained import TrainedModel
+    from pipeline.index.gallery import read_gallery
+    from pipeline.index.shortlist import ShortlistIndex
+
+    cfg = load_section(SearchConfig, "search", params)
+    meta = read_gallery(gallery)
+    device = resolve_device(cfg.device, "search.device")
+    model = TrainedModel.load(gallery / "model.pt", device)
+    if model.finetuned:
+        encoder = model.backbone
+    else:
+        from pipeline.backbone.io import load_backbone
+
+        encoder = load_backbone(gallery / "backbone.pt", device)
+    index = ShortlistIndex.load(gallery / "shortlist")
+    tags = query_tags(query, params, cfg) if model.config.use_textual_tags else []
+    m = int(meta["infer_tags"])
+    text, tags_t = _encode_query(query, tags, encoder, m, model.max_words)
+    tags_t = tags_t.cpu().numpy() if model.config.use_textual_tags else None
+    two_stage = len(index) > cfg.shortlist.threshold
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one query's re-ranking is small: intra-op threads cost more than they save
+    try:
+        if two_stage:
+            rows, scores = index.search(model.head, text.cpu().numpy(), tags_t, top_k=top_k,
+                                        candidates=candidates or cfg.shortlist.candidates)
+        else:
+            rows, scores = index.exhaustive(model.head, text.cpu().numpy(), tags_t, top_k=top_k)
+    finally:
+        torch.set_num_threads(threads)
+    tag_table = {}
+    tags_file = gallery / "tags" / "tags.parquet"
+    if tags_file.is_file():
+        from pipeline.tags.table import read_tags
+
+        tag_table = read_tags(tags_file).visual
+    ids, paths = meta["ids"], dict(zip(meta["ids"], meta["paths"]))
+    return {"query": query, "textual_tags": tags, "model": str(gallery / "model.pt"), "variant": model.variant,
+            "split": "gallery", "gallery": len(ids), "search": "two-stage" if two_stage else "exact",
+            "results": _hits(ids, rows[0], scores[0], paths, tag_table, m)}
+
+
 def run_search(query: str, *, top_k: int, params: Path, model_path: Path, backbone: Path, features: Path,
                tags_path: Path, videos_path: Path, frames: Path | None = None, split: str = "test",
                batch: int = 64) -> dict[str, Any]:
-    """Everything ``macvr search`` prints, as a dict (query, its tags, the top-k hits)."""
-    import torch
-
+    """Everything ``macvr search`` prints, as a dict (query, its tags, the top-k hits), searching
+    the features directory's ``split`` exactly."""
     from pipeline.device import resolve_device
     from pipeline.evaluation.trained import ItemSources, ScoringInputError, TrainedModel
     from pipeline.features.store import load_features
@@ -142,6 +238,10 @@ def run_search(query: str, *, top_k: int, params: Path, model_path: Path, backbo
     videos = store.videos if split == "all" else store.videos[store.videos["split"] == split]
     if videos.empty:
         raise SearchError(f"the features directory has no {split!r} videos to search")
+    if len(videos) > cfg.shortlist.threshold:
+        log.warning("%d videos: exact search of every video is slow at this size; build a two-stage index once "
+                    "with `macvr index --features %s --split %s` and search it with --index", len(videos), features,
+                    split)
     ids = [str(v) for v in videos["video_id"]]
     try:
         model.check_features(store)
@@ -153,19 +253,16 @@ def run_search(query: str, *, top_k: int, params: Path, model_path: Path, backbo
     uses_text_tags = model.config.use_textual_tags
     tags = query_tags(query, params, cfg) if uses_text_tags else []
     m = int(store.meta["infer_tags"])
-    with torch.no_grad():
-        encoded = text_encoder.encode_texts([query, infer_sentence(tags, m)], max_words)
-    text, tags_t = encoded[:1], encoded[1:]
+    text, tags_t = _encode_query(query, tags, text_encoder, m, max_words)
+    # One query against the gallery: the pooled form is the exact scorer for few captions x many videos.
     scores = score_matrix(model.head, text, gallery.frames, gallery.mask, gallery.tags,
-                          tags_t if uses_text_tags else None, out=np.empty((1, len(ids)), dtype=np.float32))[0]
+                          tags_t if uses_text_tags else None, method="pooled",
+                          out=np.empty((1, len(ids)), dtype=np.float32))[0]
     order = np.argsort(-scores, kind="stable")[:top_k]
-    paths = read_parquet(videos_path, columns=["video_id", "path"]).set_index("video_id")["path"]
-    visual = read_tags(tags_path).visual
-    hits = [Hit(rank=i + 1, video_id=ids[j], score=float(scores[j]), path=str(paths.get(ids[j], "")),
-                visual_tags=visual.get(ids[j], [])[:m]) for i, j in enumerate(order)]
+    paths = read_parquet(videos_path, columns=["video_id", "path"]).set_index("video_id")["path"].to_dict()
     return {"query": query, "textual_tags": tags, "tag_sentence": infer_sentence(tags, m) if uses_text_tags else None,
-            "model": str(model_path), "variant": model.variant, "split": split, "gallery": len(ids),
-            "results": [h.__dict__ for h in hits]}
+            "model": str(model_path), "variant": model.variant, "split": split, "gallery": len(ids), "search": "exact",
+            "results": _hits(ids, order, scores[order], paths, read_tags(tags_path).visual, m)}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -202,6 +299,11 @@ def search(
     videos: Annotated[Path, typer.Option(help="videos.parquet (video paths).")] = Path("data/prepared/videos.parquet"),
     frames: Annotated[Optional[Path], typer.Option(help="Frames dir; only for finetune-mode checkpoints.")] = None,
     split: Annotated[str, typer.Option(help="Gallery split: test, train, val or all.")] = "test",
+    index: Annotated[Optional[Path], typer.Option(
+        help="A gallery built by `macvr index` (any folder of videos): searched two-stage above "
+             "search.shortlist.threshold videos, exactly below. Replaces --model/--features/--tags.")] = None,
+    candidates: Annotated[Optional[int], typer.Option(
+        min=1, help="Two-stage search: videos re-scored exactly per query (default: search.shortlist.candidates).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (machine-readable) instead of a table.")] = False,
 ) -> None:
     """Rank the indexed gallery for a free-text query with a trained DiCoSA / MAC-VR checkpoint."""
@@ -209,8 +311,13 @@ def search(
     # Expected failures (bad params, missing inputs, a tag server that never answers) are one line.
     expected = (ValueError, OSError, RuntimeError)
     try:
-        result = run_search(query, top_k=top_k, params=params, model_path=model, backbone=backbone,
-                            features=features, tags_path=tags, videos_path=videos, frames=frames, split=split)
+        if not query.strip():
+            raise SearchError("the query is empty")
+        if index is not None:
+            result = search_gallery(query, top_k=top_k, params=params, gallery=index, candidates=candidates)
+        else:
+            result = run_search(query, top_k=top_k, params=params, model_path=model, backbone=backbone,
+                                features=features, tags_path=tags, videos_path=videos, frames=frames, split=split)
     except expected as err:
         typer.echo(f"search: {err}", err=True)
         raise typer.Exit(1) from None

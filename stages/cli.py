@@ -31,7 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "metrics": ("pipeline.retrieval.command:metrics", "Retrieval metrics for any similarity matrix (JSON on stdout)."),
     "diff": ("pipeline.compare.command:diff", "Paired comparison of two evaluations (dirs or dvc experiments)."),
     "seeds": ("pipeline.compare.command:seeds", "Mean ± sd of every metric over a set of dvc experiments."),
-    "search": ("pipeline.search:search", "Rank the indexed test gallery for a free-text query."),
+    "index": ("pipeline.index.command:index", "Index a folder of videos (or a features split) for `search --index`."),
+    "search": ("pipeline.search:search", "Rank a gallery (the test split, or a `macvr index`) for a free-text query."),
     "check-params": ("stages.cli:check_params", "Validate every section of a params file and their agreement."),
     "overrides": ("stages.cli:overrides", "The `dvc exp run -S` flags that turn params.yaml into another params file."),
 }

@@ -93,7 +93,8 @@ def test_clip_frames_are_the_sampled_frames_in_order(ramps, ramp_store):
         row = ramp_store.index.set_index("video_id").loc[name]
         assert row["frame_indices"].tolist() == want and row["source_frames"] == length
     assert ramp_store.summary == {"videos": 3, "ok": 3, "skipped": 0, "padded": 1, "num_frames": 12,
-                                  "image_size": 16, "sampling": "uniform", "sample_fps": 1.0, "padding": "zero",
+                                  "image_size": 16, "sampling": "uniform", "sample_fps": 1.0, "fps_stride": "round",
+                                  "max_seconds": None, "padding": "zero",
                                   "vlm_frames": 8 + 8 + 5, "vlm_bytes": ramp_store.summary["vlm_bytes"]}
     assert ramp_store.padding == "zero"
 

@@ -16,11 +16,12 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.backbone.io import load_backbone, save_weights
+from pipeline.config import load_section
 from pipeline.features import load_features
 from pipeline.features.inputs import load_tags
 from pipeline.io import write_npy
 from pipeline.model import MacVR
-from pipeline.search import SearchConfig, query_tags, search
+from pipeline.search import SearchConfig, ShortlistParams, query_tags, search
 from tests.tags_fake_server import FakeOpenAIServer, default_params
 from tests.test_evaluate_common import INFER_TAGS, MAX_WORDS, SPLITS, make_project, save_checkpoint, tiny_backbone
 from tests.test_train_common import tiny_model
@@ -29,16 +30,22 @@ QUERY = "a red circle moves left"
 TARGET = "v07"  # a test video; its frames are replaced by the query's CLIP embedding
 
 
-def _params(tmp_path, backend: str = "offline", base_url: str = "http://127.0.0.1:9/v1") -> tuple:
+SHORTLIST = {"threshold": 20000, "candidates": 200, "embedding": "mean", "backend": "faiss-hnsw"}
+
+
+def _params(tmp_path, backend: str = "offline", base_url: str = "http://127.0.0.1:9/v1", shortlist: dict | None = None,
+            extra: dict | None = None) -> tuple:
     tags = default_params(base_url=base_url)
     tags["tag_text"]["backend"] = backend
     tags["clean_tags"]["drop_noun_verb"] = False  # no spaCy load: the cleaner's own tests cover it
     search_section = {"temperatures": [0.8, 0.7], "cache": str(tmp_path / "cache" / "search.sqlite"),
-                      "device": "cpu"}
+                      "device": "cpu", "shortlist": dict(SHORTLIST, **(shortlist or {}))}
     path = tmp_path / "params.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"search": search_section, "tag_text": tags["tag_text"],
-                                    "clean_tags": tags["clean_tags"], "text": {"max_words": MAX_WORDS}}))
-    return path, SearchConfig(**search_section)
+                                    "tag_video": tags["tag_video"], "clean_tags": tags["clean_tags"],
+                                    "text": {"max_words": MAX_WORDS}, **(extra or {})}))
+    return path, load_section(SearchConfig, "search", path)
 
 
 def cosine_head(variant: str) -> tuple[MacVR, object]:
@@ -161,10 +168,15 @@ def test_finetune_checkpoint_reencodes_the_gallery(project, tmp_path):
 
 
 def test_search_config_validation():
+    shortlist = ShortlistParams(**SHORTLIST)
     with pytest.raises(ValueError, match="at least one temperature"):
-        SearchConfig(temperatures=[], cache="c", device="cpu")
+        SearchConfig(temperatures=[], cache="c", device="cpu", shortlist=shortlist)
     with pytest.raises(ValueError, match="repeats"):
-        SearchConfig(temperatures=[0.7, 0.7], cache="c", device="cpu")
+        SearchConfig(temperatures=[0.7, 0.7], cache="c", device="cpu", shortlist=shortlist)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        ShortlistParams(**{**SHORTLIST, "backend": "annoy"})
+    with pytest.raises(ValueError, match="candidates must be >= 1"):
+        ShortlistParams(**{**SHORTLIST, "candidates": 0})
 
 
 def test_gallery_excludes_other_splits(project, tmp_path):

@@ -335,7 +335,7 @@ def test_stage_cli_reads_params_and_variant(features, tmp_path):
     assert other["run"]["train"]["loss"]["alpha_align"] == 1.0 and tuple(other["model_config"]["tags"]) == ("visual", "textual")
     bad = CliRunner().invoke(app, ["--params", str(params), "--variant", "clip4clip", "--features", str(features),
                                    "--out", str(tmp_path / "out2")])
-    assert bad.exit_code == 2 and "variant 'clip4clip' is neither in params.yaml's variants" in bad.output
+    assert bad.exit_code == 1 and "variant 'clip4clip' is neither in params.yaml's variants" in bad.output
     assert "registered (dicosa, macvr, macvr_no_vt, macvr_no_tt, macvr_no_la)" in bad.output
     nothing = CliRunner().invoke(app, ["--params", str(params), "--variant", "macvr", "--features", str(features),
                                        "--out", str(tmp_path / "fresh"), "--resume"])
@@ -344,9 +344,9 @@ def test_stage_cli_reads_params_and_variant(features, tmp_path):
                                       "text": {"max_words": 20}}))
     invalid = CliRunner().invoke(app, ["--params", str(params), "--variant", "macvr", "--features", str(features),
                                        "--out", str(tmp_path / "out")])
-    assert invalid.exit_code == 2 and "epochs must be >= 1" in invalid.output
+    assert invalid.exit_code == 1 and "epochs must be >= 1" in invalid.output
     params.write_text(yaml.safe_dump({"train": {**section, "model": {**section["model"], "tags": []}},
                                       "variants": variants, "text": {"max_words": 20}}))
     misplaced = CliRunner().invoke(app, ["--params", str(params), "--variant", "macvr", "--features", str(features),
                                          "--out", str(tmp_path / "out")])
-    assert misplaced.exit_code == 2 and "train.model.tags is set per variant" in misplaced.output
+    assert misplaced.exit_code == 1 and "train.model.tags is set per variant" in misplaced.output
