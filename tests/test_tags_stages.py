@@ -207,6 +207,20 @@ def test_tag_video_sends_frames_in_order_to_the_server(data, tmp_path):
         tag_video(cfg, odd, 0.9, tmp_path / "c.sqlite", tmp_path / "o2.parquet")
 
 
+def test_offline_video_tagger_gives_the_same_file_on_any_number_of_processes(data, tmp_path):
+    raw = default_params()["tag_video"]
+    outs = []
+    for workers in (1, 2, 3):
+        cfg = from_mapping(TagVideoConfig, raw | {"workers": workers}, "tag_video")
+        out = tmp_path / f"w{workers}.parquet"
+        rows = tag_video(cfg, data / "vlm_frames.parquet", 0.8, tmp_path / "c.sqlite", out)
+        assert [r.item_id for r in rows] == list(VIDEOS)  # input order, whatever finished first
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1] == outs[2]
+    with pytest.raises(ConfigError, match="workers must be in"):
+        from_mapping(TagVideoConfig, raw | {"workers": 0}, "tag_video")
+
+
 def test_frames_reader_refuses_broken_files(tmp_path):
     f = draw_frames(*VIDEOS["v1"], n=2)
     bad = [{"video_id": v, "frame_index": i, "timestamp": 0.0, "jpeg": f[0]} for v, i in

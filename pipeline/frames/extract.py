@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, TypeVar
@@ -43,6 +42,7 @@ from pipeline.frames.store import (
 )
 from pipeline.frames.transforms import clip_frame, vlm_jpeg
 from pipeline.io import atomic_dir, atomic_path, open_npy_writer, write_json, write_npy, write_parquet
+from pipeline.parallel import ordered_map
 from pipeline.sharding import Shard, block, run_sharded
 
 log = logging.getLogger(__name__)
@@ -324,17 +324,5 @@ R = TypeVar("R")
 
 def _ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
     """``map(fn, items)`` on ``workers`` threads, in input order, at most 2 x workers ahead."""
-    window = 2 * workers
-    pending: deque[Future[R]] = deque()
-    source = iter(items)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="frames") as pool:
-        try:
-            for item in source:
-                pending.append(pool.submit(fn, item))
-                if len(pending) >= window:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:  # on early exit, start nothing new
-                future.cancel()
+        yield from ordered_map(fn, items, pool, 2 * workers)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from tqdm import tqdm
 
+from pipeline.parallel import ordered_map
 from pipeline.tags.bodies import Sampling, video_request
 from pipeline.tags.client import OpenAIConfig
 from pipeline.tags.common import (answered_row, check_and_write, offline_fingerprint, offline_row,
                                   start_hint)
 from pipeline.tags.generate import TagRequest, generate_answers, iter_requests
 from pipeline.tags.inputs import VideoFrames, count_videos, iter_video_frames
-from pipeline.tags.lexicon import load_lexicon
+from pipeline.tags.lexicon import Lexicon, load_lexicon
 from pipeline.tags.offline_visual import OfflineVisualConfig, tag_frames
 from pipeline.tags.prompts import PromptTemplate, load_prompt
 from pipeline.tags.raw import RawRow
@@ -34,8 +37,13 @@ class TagVideoConfig:
     prompt: str  # shipped prompt name or a .txt path (no {} placeholder: frames carry the input)
     video_input: Literal["video", "images"]  # one video_url of all frames, or one image_url each
     require_even_frames: bool  # Qwen2/2.5-VL fold frame pairs: an odd count is refused up front
+    workers: int  # offline tagger processes (the answers do not depend on it; openai: openai.concurrency)
     openai: OpenAIConfig
     offline: OfflineVisualConfig
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.workers <= 64:
+            raise ValueError(f"workers must be in [1, 64], got {self.workers}")
 
 
 def _checked(videos: Iterator[VideoFrames], cfg: TagVideoConfig) -> Iterator[VideoFrames]:
@@ -70,21 +78,50 @@ def _openai_rows(frames_path: Path, cfg: TagVideoConfig, temperature: float,
             for a in answered]
 
 
-def _offline_rows(frames_path: Path, cfg: TagVideoConfig, temperature: float) -> list[RawRow]:
-    lexicon = load_lexicon(cfg.offline.lexicon)
-    fingerprint = offline_fingerprint(cfg.offline, lexicon.sha256)
-    rows, seen = [], set()
-    videos = tqdm(iter_video_frames(frames_path), total=count_videos(frames_path),
-                  desc=f"tag_video offline T={temperature:g}", unit="video")
-    for video in videos:
+_worker_state: tuple[Lexicon, OfflineVisualConfig] | None = None
+
+
+def _init_offline_worker(lexicon: Lexicon, cfg: OfflineVisualConfig) -> None:
+    global _worker_state
+    _worker_state = (lexicon, cfg)
+
+
+def _tag_offline(job: tuple[VideoFrames, float, int]) -> tuple[str, int, str]:
+    """(video id, seed, answer) for one video: runs in a worker process (or in-process)."""
+    video, temperature, seed = job
+    if _worker_state is None:
+        raise RuntimeError("offline visual tagger: worker not initialised")
+    return video.item_id, seed, tag_frames(video.jpegs, temperature, seed, *_worker_state)
+
+
+def _offline_jobs(frames_path: Path, cfg: TagVideoConfig,
+                  temperature: float) -> Iterator[tuple[VideoFrames, float, int]]:
+    seen: set[str] = set()
+    for video in iter_video_frames(frames_path):
         if video.item_id in seen:
             raise ValueError(f"{frames_path}: video {video.item_id!r} appears twice")
         seen.add(video.item_id)
-        seed = derive_seed(cfg.seed, video.item_id, temperature)
-        text = tag_frames(video.jpegs, temperature, seed, lexicon, cfg.offline)
-        rows.append(offline_row(video.item_id, temperature, seed, OFFLINE_VISUAL_MODEL,
-                                f"lexicon-{lexicon.sha256[:16]}", fingerprint, text))
-    return rows
+        yield video, temperature, derive_seed(cfg.seed, video.item_id, temperature)
+
+
+def _offline_rows(frames_path: Path, cfg: TagVideoConfig, temperature: float) -> list[RawRow]:
+    """The pixel tagger over every video on ``cfg.workers`` processes (the same rows for any count)."""
+    lexicon = load_lexicon(cfg.offline.lexicon)
+    fingerprint = offline_fingerprint(cfg.offline, lexicon.sha256)
+    jobs = _offline_jobs(frames_path, cfg, temperature)
+    with contextlib.ExitStack() as stack:
+        if cfg.workers == 1:  # in-process: no pool start-up
+            _init_offline_worker(lexicon, cfg.offline)
+            answers: Iterator[tuple[str, int, str]] = map(_tag_offline, jobs)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(
+                cfg.workers, initializer=_init_offline_worker, initargs=(lexicon, cfg.offline)))
+            answers = ordered_map(_tag_offline, jobs, pool, 4 * cfg.workers)
+        progress = tqdm(answers, total=count_videos(frames_path),
+                        desc=f"tag_video offline T={temperature:g}", unit="video")
+        return [offline_row(item_id, temperature, seed, OFFLINE_VISUAL_MODEL,
+                            f"lexicon-{lexicon.sha256[:16]}", fingerprint, text)
+                for item_id, seed, text in progress]
 
 
 def tag_video(cfg: TagVideoConfig, frames_path: Path, temperature: float, cache_path: Path,
