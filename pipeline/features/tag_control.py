@@ -1,0 +1,178 @@
+"""Tag controls for the features stage: ``real``, ``shuffled`` and ``oracle`` tags.
+
+MAC-VR's tag pathway is only shown to work if it helps with tags that carry information and does
+not with tags that carry none. Two controls make that testable on the synthetic data:
+
+- ``shuffled``: every item gets another item's tags (a deterministic derangement within each
+  split and modality), so the tags keep their vocabulary, length and statistics but say nothing
+  about the item. A gain that survives this is not from the tags' content.
+- ``oracle``: visual tags written from each scene's true facts (the generator's ground truth),
+  in the offline visual tagger's own vocabulary and answer format (same concept lexicon,
+  salience ordering, temperature sampling and seeds), i.e. what a perfect pixel tagger would
+  answer. Textual tags stay the real ones: the caption tagger already reads the caption itself.
+  This is a labelled control, never a default (DESIGN.md: taggers never see the ground truth).
+
+``real`` leaves the tags as the taggers wrote them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from pipeline.tags.blobs import colour_names
+from pipeline.tags.clean import merge_ordered, normalise
+from pipeline.tags.lexicon import Lexicon, load_stopwords
+from pipeline.tags.offline_visual import ObjectEvents, OfflineVisualConfig, video_concepts
+from pipeline.tags.parse import parse_response
+from pipeline.tags.sampling import bullet_list, sample_tags
+from pipeline.tags.seeds import derive_seed
+
+TagControl = Literal["real", "shuffled", "oracle"]
+TAG_CONTROLS: tuple[str, ...] = ("real", "shuffled", "oracle")
+DEFAULT_TEMPERATURES = (0.7, 0.8, 0.9, 1.0)  # the tag_video@t07..t10 instances
+
+# The generator's RGB values live in pipeline.data.synth_scene; imported lazily so that the
+# features package does not depend on the synthetic generator unless the oracle is used.
+_DIRECTION = {"left": "leftward", "right": "rightward", "up": "upward", "down": "downward", "static": None}
+_SIZE = {"grows": "growth", "shrinks": "shrinking", "none": None}
+# Area over squared half-extent of each rendered shape (synth_render: a triangle's circumradius is
+# 1.3 half-extents), to order shapes by their largest area as the tagger breaks ties.
+_AREA = {"square": 4.0, "circle": float(np.pi), "triangle": 3 * np.sqrt(3) / 4 * 1.3 ** 2}
+
+
+def _stable_int(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random permutation with no fixed point (Sattolo's algorithm: a uniform random n-cycle).
+
+    ``n < 2`` has no derangement: the identity is returned (a lone item keeps its tags).
+    """
+    perm = np.arange(n)
+    for i in range(n - 1, 0, -1):
+        j = int(rng.integers(0, i))  # j < i: i never stays in place
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
+
+
+def shuffled_tags(item_ids: Sequence[str], tags: Sequence[Sequence[str]], groups: Sequence[str],
+                  seed: int, modality: str) -> list[list[str]]:
+    """Each item gets the tags of another item of its group (split); deterministic.
+
+    The permutation depends only on (seed, modality, group) and the sorted ids of the group, not
+    on row order, so the same items get the same donors whatever order they come in.
+    """
+    if not len(item_ids) == len(tags) == len(groups):
+        raise ValueError(f"item_ids, tags and groups differ in length: {len(item_ids)}, {len(tags)}, {len(groups)}")
+    if len(set(item_ids)) != len(item_ids):
+        raise ValueError("item_ids must be unique")
+    out: list[list[str]] = [list(t) for t in tags]
+    by_group: dict[str, list[int]] = {}
+    for row, group in enumerate(groups):
+        by_group.setdefault(str(group), []).append(row)
+    for group, rows in sorted(by_group.items()):
+        rows = sorted(rows, key=lambda r: item_ids[r])
+        rng = np.random.default_rng([seed, _stable_int(modality), _stable_int(group)])
+        perm = derangement(len(rows), rng)
+        for r, donor in zip(rows, perm):
+            out[r] = list(tags[rows[donor]])
+    return out
+
+
+def _tagger_colour(name: str, table: Mapping[str, tuple[int, int, int]], lexicon: Lexicon,
+                   cfg: OfflineVisualConfig) -> str:
+    """The colour name the pixel tagger gives a perfectly rendered pixel of colour ``name``."""
+    rgb = np.asarray(table[name], dtype=np.float64)[None]
+    return str(colour_names(rgb, lexicon.hues, cfg.min_saturation)[0])
+
+
+def scene_objects(scene: Mapping[str, Any], lexicon: Lexicon,
+                  cfg: OfflineVisualConfig) -> tuple[str, list[ObjectEvents]]:
+    """(background colour, per-shape events) of a scene, in the tagger's vocabulary.
+
+    Shapes are listed longest-visible first, then largest first, as the tagger orders its tracks.
+    """
+    from pipeline.data.synth_scene import BACKGROUNDS, COLOURS
+
+    objects = []
+    for s in scene["shapes"]:
+        event = str(s["event"])
+        colours = (_tagger_colour(s["colour"], COLOURS, lexicon, cfg),)
+        if event == "changes_colour":
+            new = _tagger_colour(s["new_colour"], COLOURS, lexicon, cfg)
+            colours = colours + ((new,) if new != colours[0] else ())
+        visible = {"appears": 1.0 - float(s["event_time"]), "disappears": float(s["event_time"])}.get(event, 1.0)
+        area = _AREA[str(s["shape"])] * max(float(s["size_start"]), float(s["size_end"])) ** 2
+        objects.append(((visible, area), ObjectEvents(colours, str(s["shape"]), _DIRECTION[str(s["motion"])],
+                                              _SIZE[str(s["size_change"])], appears=event == "appears",
+                                              disappears=event == "disappears")))
+    order = sorted(range(len(objects)), key=lambda i: (-objects[i][0][0], -objects[i][0][1]))
+    background = _tagger_colour(str(scene["background"]), BACKGROUNDS, lexicon, cfg)
+    return background, [objects[i][1] for i in order]
+
+
+def oracle_answer(scene: Mapping[str, Any], temperature: float, seed: int, lexicon: Lexicon,
+                  cfg: OfflineVisualConfig) -> str:
+    """The bullet-list answer the offline visual tagger would give if it read ``scene`` perfectly."""
+    background, objects = scene_objects(scene, lexicon, cfg)
+    concepts = video_concepts(background, objects, lexicon, cfg)
+    rng = np.random.default_rng(seed)
+    return bullet_list(sample_tags(concepts, lexicon.fillers, temperature, rng, cfg.sampling))
+
+
+def default_clean(items: Sequence[str]) -> list[str]:
+    """Normalise (lowercase, punctuation, stopwords) and de-duplicate, as clean_tags does.
+
+    The POS (noun+verb) rule is left out: it drops none of the lexicon's phrases. Pass
+    ``TagCleaner.clean`` to :func:`oracle_visual_tags` to apply the full rules.
+    """
+    stopwords = load_stopwords("builtin")
+    return list(dict.fromkeys(t for t in (normalise(i, stopwords) for i in items) if t))
+
+
+def oracle_visual_tags(video_ids: Sequence[str], truth: Mapping[str, Any], lexicon: Lexicon,
+                       cfg: OfflineVisualConfig, base_seed: int,
+                       temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
+                       clean: Callable[[Sequence[str]], list[str]] = default_clean) -> list[list[str]]:
+    """Oracle visual tag lists of ``video_ids``: one answer per temperature (seeded exactly as
+    ``tag_video`` seeds its requests), cleaned, then merged in temperature order as clean_tags does."""
+    out = []
+    for vid in video_ids:
+        if vid not in truth:
+            raise ValueError(f"video {vid!r} has no ground truth (oracle tags need synthetic_truth.json)")
+        scene = truth[vid]["scene"]
+        answers = [oracle_answer(scene, t, derive_seed(base_seed, vid, t), lexicon, cfg)
+                   for t in sorted(temperatures)]
+        out.append(merge_ordered(clean(parse_response(a).items) for a in answers))
+    return out
+
+
+def controlled_tags(control: TagControl, video_ids: Sequence[str], video_splits: Sequence[str],
+                    visual: Sequence[Sequence[str]], caption_ids: Sequence[str],
+                    caption_splits: Sequence[str], textual: Sequence[Sequence[str]], seed: int,
+                    oracle: Callable[[Sequence[str]], list[list[str]]] | None = None,
+                    ) -> tuple[list[list[str]], list[list[str]]]:
+    """(visual, textual) tag lists under ``control``.
+
+    ``shuffled`` deranges both modalities within each split; ``oracle`` replaces the visual tags
+    with ``oracle(video_ids)`` (e.g. a partial of :func:`oracle_visual_tags`) and keeps the
+    textual ones.
+    """
+    if control == "real":
+        return [list(t) for t in visual], [list(t) for t in textual]
+    if control == "shuffled":
+        return (shuffled_tags(video_ids, visual, video_splits, seed, "visual"),
+                shuffled_tags(caption_ids, textual, caption_splits, seed, "textual"))
+    if control == "oracle":
+        if oracle is None:
+            raise ValueError("tag control 'oracle' needs the ground truth (synthetic data only)")
+        tags = oracle(video_ids)
+        if len(tags) != len(video_ids):
+            raise ValueError(f"oracle gave {len(tags)} tag lists for {len(video_ids)} videos")
+        return tags, [list(t) for t in textual]
+    raise ValueError(f"unknown tag control {control!r} (expected one of {TAG_CONTROLS})")
