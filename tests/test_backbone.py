@@ -357,3 +357,51 @@ def test_build_backbone_vit_b_32_refuses_other_weights(tmp_path):
     with pytest.raises(BackboneError, match="wrong architecture for ViT-B/32"):
         build_backbone(config, tmp_path, tmp_path / "captions.parquet", tmp_path / "out.pt")
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_delta_readout_is_mean_plus_map_of_late_minus_early():
+    from pipeline.backbone.tiny import VideoReadout
+
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(7, 4, generator=gen)
+    frame_video = np.array([0, 0, 0, 0, 1, 1, 1])  # video 1 has an odd count: its middle frame is in no half
+    mean = VideoReadout(4, "mean")(feats, frame_video, 2)
+    torch.testing.assert_close(mean, torch.stack([feats[:4].mean(0), feats[4:].mean(0)]))
+    readout = VideoReadout(4, "delta")
+    torch.testing.assert_close(readout(feats, frame_video, 2), mean)  # W starts at zero
+    with torch.no_grad():
+        readout.delta.weight.copy_(torch.randn(4, 4, generator=gen))
+    change = torch.stack([feats[2:4].mean(0) - feats[0:2].mean(0), feats[6] - feats[4]])
+    torch.testing.assert_close(readout(feats, frame_video, 2), mean + change @ readout.delta.weight.T)
+    # Reversing time flips the change: the readout tells a clip from its reverse.
+    rev = torch.cat([feats[:4].flip(0), feats[4:].flip(0)])
+    torch.testing.assert_close(readout(rev, frame_video, 2), mean - change @ readout.delta.weight.T)
+    with pytest.raises(ValueError, match="unknown temporal readout"):
+        VideoReadout(4, "max")
+
+
+def test_fresh_clips_and_tag_language_enter_pretraining(tmp_path):
+    from pipeline.backbone.stream import ClipGeometry
+
+    frames_dir = write_frames_dir(tmp_path)
+    tags = pd.DataFrame([dict(item_id=f"v{v}#{k}", modality="textual", split="train",
+                              tags=[name, "colour", "screen"])
+                         for v, name in enumerate(list(COLOURS)[:4]) for k in range(2)])
+    tags.to_parquet(tmp_path / "tags.parquet")
+    data = load_video_text_set(frames_dir, tmp_path / "captions.parquet", "train", tmp_path / "tags.parquet")
+    assert data.caption_tags[0] == ["red", "colour", "screen"] and data.caption_ids[0] == "v0#0"
+    geometry = ClipGeometry(48, 48, 10, (20, 25), num_frames=4, image_size=32)
+    cfg = tiny_cfg(epochs=3, batch_size=4, fresh_fraction=0.5, tag_text_weight=0.5)
+    model, history = pretrain_tiny(cfg, data, progress=False, geometry=geometry)
+    again, _ = pretrain_tiny(cfg, data, progress=False, geometry=geometry)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+    plain, _ = pretrain_tiny(tiny_cfg(epochs=3, batch_size=4), data, progress=False)
+    assert not torch.equal(plain.visual.conv1.weight, model.visual.conv1.weight)
+    with pytest.raises(ValueError, match="clip geometry"):
+        pretrain_tiny(cfg, data, progress=False)
+    no_tags = load_video_text_set(frames_dir, tmp_path / "captions.parquet", "train")
+    with pytest.raises(ValueError, match="textual tags"):
+        pretrain_tiny(tiny_cfg(tag_text_weight=1.0), no_tags, progress=False)
+    with pytest.raises(ValueError, match="fresh_fraction"):
+        tiny_cfg(fresh_fraction=1.5)

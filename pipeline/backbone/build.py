@@ -11,6 +11,7 @@ from pipeline.backbone.config import BackboneConfig
 from pipeline.backbone.data import load_video_text_set
 from pipeline.backbone.io import file_sha256, save_weights
 from pipeline.backbone.official import load_official
+from pipeline.backbone.stream import ClipGeometry, geometry_of
 from pipeline.backbone.tiny import pretrain_tiny, retrieval_r1
 from pipeline.config import to_dict
 
@@ -19,8 +20,23 @@ log = logging.getLogger(__name__)
 EVAL_SPLITS = ("train", "val", "test")
 
 
+def clip_geometry(videos_path: str | Path, frames_dir: str | Path) -> ClipGeometry:
+    """Size, frame rate and lengths of the prepared training clips, and the CLIP frame shape."""
+    import numpy as np
+
+    from pipeline.io import read_parquet
+
+    videos = read_parquet(videos_path, columns=["split", "fps", "num_frames", "width", "height"])
+    train = videos[videos["split"] == "train"]
+    frames = np.load(Path(frames_dir) / "clip_frames.npy", mmap_mode="r")
+    return geometry_of(train["width"], train["height"], train["fps"], train["num_frames"],
+                       int(frames.shape[1]), int(frames.shape[2]))
+
+
 def build_backbone(cfg: BackboneConfig, frames_dir: str | Path, captions_path: str | Path,
-                   out: str | Path, progress: bool = True) -> dict[str, Any]:
+                   out: str | Path, progress: bool = True,
+                   tags_path: str | Path | None = None,
+                   videos_path: str | Path | None = None) -> dict[str, Any]:
     """Write the weights file to ``out``; return the stage metrics.
 
     ``tiny``: pretrain on the train split, then report frame-mean vs caption R@1 on every
@@ -31,18 +47,28 @@ def build_backbone(cfg: BackboneConfig, frames_dir: str | Path, captions_path: s
     start = time.perf_counter()
     metrics: dict[str, Any] = {"kind": cfg.kind}
     if cfg.kind == "tiny":
-        train = load_video_text_set(frames_dir, captions_path, "train")
+        if cfg.tiny.tag_text_weight > 0 and tags_path is None:
+            raise ValueError("backbone.tiny.tag_text_weight > 0 needs the tags (pass --tags)")
+        train = load_video_text_set(frames_dir, captions_path, "train",
+                                    tags_path if cfg.tiny.tag_text_weight > 0 else None)
         log.info("pretraining tiny CLIP on %d train videos, %d captions",
                  len(train.video_ids), len(train.captions))
-        model, history = pretrain_tiny(cfg.tiny, train, progress=progress)
+        geometry = None
+        if cfg.tiny.fresh_fraction > 0:
+            if videos_path is None:
+                raise ValueError("backbone.tiny.fresh_fraction > 0 needs the prepared videos table (--videos)")
+            geometry = clip_geometry(videos_path, frames_dir)
+        model, history = pretrain_tiny(cfg.tiny, train, progress=progress, geometry=geometry)
         metrics.update(train_seconds=round(history["seconds"], 2), steps=history["steps"],
                        first_epoch_loss=history["epoch_loss"][0],
                        last_epoch_loss=history["epoch_loss"][-1],
                        logit_scale=history["logit_scale"])
-        r1 = {"train": retrieval_r1(model, train)}
+        readout = history.pop("readout")
+        r1 = {"train": retrieval_r1(model, train, readout=readout)}
         for split in EVAL_SPLITS[1:]:
             try:
-                r1[split] = retrieval_r1(model, load_video_text_set(frames_dir, captions_path, split))
+                r1[split] = retrieval_r1(model, load_video_text_set(frames_dir, captions_path, split),
+                                         readout=readout)
             except ValueError as err:  # the split is absent from this dataset
                 log.info("no %s evaluation: %s", split, err)
         metrics["r1"] = r1

@@ -18,8 +18,13 @@ class TinyClipConfig:
     head count is free but must divide its width. The vocabulary is CLIP's BPE (49408).
     Training (see :mod:`pipeline.backbone.tiny`): ``epochs`` over the train videos in
     batches of ``batch_size`` videos; each video is the mean embedding of
-    ``frames_per_sample`` random real frames, matched with ``captions_per_sample`` of its
-    captions; AdamW with ``lr``, ``weight_decay`` (matrices only), linear warmup over
+    ``frames_per_sample`` random real frames (in time order) read out by ``temporal``
+    (``mean``: frame mean; ``delta``: plus a learnt map of the late-minus-early change, see
+    :mod:`pipeline.backbone.tiny`), matched with ``captions_per_sample`` of its captions;
+    ``tag_text_weight`` > 0 adds a caption-to-own-textual-tags InfoNCE (sentences of
+    ``tags_per_sentence`` tags) so the text tower learns the tag vocabulary; ``fresh_fraction``
+    of every batch is newly generated synthetic clips (synthetic data only, see
+    :mod:`pipeline.backbone.stream`); AdamW with ``lr``, ``weight_decay`` (matrices only), linear warmup over
     ``warmup_frac`` of the steps then cosine decay; ``seed`` fixes init and sampling.
     """
 
@@ -40,6 +45,10 @@ class TinyClipConfig:
     frames_per_sample: int
     captions_per_sample: int
     seed: int
+    temporal: Literal["mean", "delta"] = "mean"
+    tag_text_weight: float = 0.0
+    tags_per_sentence: int = 6
+    fresh_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         positive = ("embed_dim", "image_resolution", "vision_patch_size", "vision_width",
@@ -63,6 +72,10 @@ class TinyClipConfig:
         if self.batch_size < 2:
             raise ValueError(f"tiny.batch_size must be >= 2 (a contrastive batch needs "
                              f"negatives), got {self.batch_size}")
+        if not 0 <= self.fresh_fraction <= 1:
+            raise ValueError(f"tiny.fresh_fraction must be in [0, 1], got {self.fresh_fraction}")
+        if self.tag_text_weight < 0 or self.tags_per_sentence < 1:
+            raise ValueError("tiny.tag_text_weight must be >= 0 and tiny.tags_per_sentence >= 1")
         if not self.lr > 0:
             raise ValueError(f"tiny.lr must be > 0, got {self.lr}")
         if self.weight_decay < 0:

@@ -23,6 +23,8 @@ class VideoTextSet:
     mask: np.ndarray            # bool [V, N_v], True = real frame
     captions: list[str]
     caption_video: np.ndarray   # int64 [C]
+    caption_ids: list[str] | None = None
+    caption_tags: list[list[str]] | None = None  # textual tags per caption (tag_text_weight)
 
     def captions_of(self) -> list[np.ndarray]:
         """Caption indices per video (every video here has at least one)."""
@@ -31,8 +33,10 @@ class VideoTextSet:
         return [order[bounds[v]: bounds[v + 1]] for v in range(len(self.video_ids))]
 
 
-def load_video_text_set(frames_dir: str | Path, captions_path: str | Path, split: str) -> VideoTextSet:
-    """The ``split`` videos the frames stage decoded (status ok) that have captions.
+def load_video_text_set(frames_dir: str | Path, captions_path: str | Path, split: str,
+                        tags_path: str | Path | None = None) -> VideoTextSet:
+    """The ``split`` videos the frames stage decoded (status ok) that have captions (and, with
+    ``tags_path``, each caption's textual tags from ``tags.parquet``; missing ones are empty).
 
     Frames are read from the memory-mapped ``clip_frames.npy`` and copied into RAM: this is
     meant for the small synthetic set the tiny backbone is pretrained on.
@@ -63,7 +67,15 @@ def load_video_text_set(frames_dir: str | Path, captions_path: str | Path, split
     if rows.max() >= len(frames) or len(mask) != len(frames):
         raise ValueError(f"{frames_dir}: index rows exceed clip_frames.npy ({len(frames)} rows) "
                          f"or clip_mask.npy has {len(mask)} rows")
+    caption_tags = None
+    if tags_path is not None:
+        from pipeline.features.inputs import load_tags
+
+        textual = load_tags(tags_path)["textual"]
+        caption_tags = [textual.get(c, []) for c in caps["caption_id"]]
     return VideoTextSet(
+        caption_ids=caps["caption_id"].astype(str).tolist(),
+        caption_tags=caption_tags,
         video_ids=ok["video_id"].tolist(),
         frames=np.ascontiguousarray(frames[rows]),
         mask=np.asarray(mask[rows], dtype=bool),

@@ -1,11 +1,35 @@
 """Contrastive pretraining of a small CLIP on a video-caption set (the synthetic default).
 
-Each step takes a batch of distinct videos; a video is the mean of the CLIP embeddings of a
-few of its real frames drawn at random (a cheap temporal augmentation, and the same
-frame-mean the evaluation uses), paired with a few of its captions drawn at random (more
-text signal per step for little compute: captions are short). The loss is CLIP's symmetric
-InfoNCE over cosine similarities with a learnt temperature, with a video's captions as its
-positives.
+Each step takes a batch of distinct videos; a video is read out from the CLIP embeddings of a
+few of its real frames drawn at random (a cheap temporal augmentation), paired with a few of
+its captions drawn at random (more text signal per step for little compute: captions are
+short). The loss is CLIP's symmetric InfoNCE over cosine similarities with a learnt
+temperature, with a video's captions as its positives.
+
+The video readout (``temporal``) decides what the frozen features can learn to show:
+
+- ``mean``: the frame mean. Motion, growth/shrinking, appearing, disappearing and colour
+  changes are invisible to it (a shape moving left and one moving right have the same mean),
+  so neither the image tower is pushed to encode where and how big things are nor the text
+  tower to tell "moves left" from "moves right": the downstream head, which reads frozen
+  features, then cannot recover those facts.
+- ``delta``: the frame mean plus a learnt linear map of the change between the later and the
+  earlier half of the (time-ordered) frames, ``mean + W (mean_late - mean_early)``. It makes
+  per-frame features carry what changes over time in a linearly readable form, and the text
+  tower separate the words that describe it. ``W`` (zero-initialised, so training starts from
+  the frame mean) belongs to pretraining only: the saved backbone is a plain CLIP, and the
+  head's temporal transformer learns its own readout.
+
+Tag language (``tag_text_weight > 0``): a real CLIP text encoder already knows what "leftward
+motion" or "expansion" mean; a tiny one trained on the synthetic captions alone has never seen
+those words, so MAC-VR's tag sentences would reach the head as noise. An auxiliary text-to-text
+InfoNCE pairs each sampled caption with a sentence of its own *textual* tags (the caption
+tagger's output, built from the caption's words; never the visual tags, so the image tower
+learns nothing from tags), weighted by ``tag_text_weight``. Both variants use the same backbone.
+
+Fresh clips (``fresh_fraction > 0``): that share of every batch is newly generated synthetic
+clips (:mod:`pipeline.backbone.stream`) instead of training-split clips, so the backbone stops
+memorising the 480 training videos. The step count stays ``epochs`` x the split's batches.
 """
 
 from __future__ import annotations
@@ -24,6 +48,8 @@ from pipeline.backbone.arch import CLIP_VOCAB_SIZE, ClipArch
 from pipeline.backbone.config import TinyClipConfig
 from pipeline.backbone.data import VideoTextSet
 from pipeline.backbone.encode import encode_tokens, preprocess_frames, tokenize
+from pipeline.backbone.stream import ClipGeometry, fresh_batch
+from pipeline.features.tags import draw_tags, item_rng, tag_sentence
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +66,43 @@ def tiny_arch(cfg: TinyClipConfig) -> ClipArch:
     )
 
 
+class VideoReadout(torch.nn.Module):
+    """Pretraining-only video embedding from time-ordered frame embeddings (see module doc)."""
+
+    def __init__(self, dim: int, temporal: str) -> None:
+        super().__init__()
+        if temporal not in ("mean", "delta"):
+            raise ValueError(f"unknown temporal readout {temporal!r} (expected mean or delta)")
+        self.temporal = temporal
+        self.delta = torch.nn.Linear(dim, dim, bias=False) if temporal == "delta" else None
+        if self.delta is not None:
+            torch.nn.init.zeros_(self.delta.weight)
+
+    def forward(self, feats: torch.Tensor, frame_video: np.ndarray, num_videos: int) -> torch.Tensor:
+        """feats ``[F, D]`` of frames grouped by video and in time order within a video."""
+        index = torch.as_tensor(frame_video, dtype=torch.long)
+        counts = torch.bincount(index, minlength=num_videos).clamp_min(1)
+        mean = torch.zeros(num_videos, feats.shape[1], dtype=feats.dtype).index_add_(0, index, feats)
+        mean = mean / counts.unsqueeze(1).to(feats.dtype)
+        if self.delta is None:
+            return mean
+        # Position of each frame within its video: frames of a video are contiguous.
+        starts = torch.cumsum(counts, 0) - counts
+        pos = torch.arange(len(index)) - starts[index]
+        n = counts[index]
+        half = n // 2  # odd counts: the middle frame is in neither half
+        late, early = pos >= n - half, pos < half
+        weight = (late.to(feats.dtype) - early.to(feats.dtype)) / half.clamp_min(1).to(feats.dtype)
+        change = torch.zeros_like(mean).index_add_(0, index, feats * weight.unsqueeze(1))
+        return mean + self.delta(change)
+
+
 def video_embeddings(model: torch.nn.Module, frames: np.ndarray, frame_video: np.ndarray,
-                     num_videos: int) -> torch.Tensor:
-    """Mean of the frame embeddings of each video: frames ``[F,S,S,3]``, ``frame_video[F]``."""
+                     num_videos: int, readout: VideoReadout | None = None) -> torch.Tensor:
+    """Video embeddings from frames ``[F,S,S,3]`` grouped by video in time order, ``frame_video[F]``:
+    the frame mean, or ``readout``'s."""
     feats = model.encode_image(preprocess_frames(frames, model.visual.input_resolution)).float()
-    index = torch.as_tensor(frame_video, dtype=torch.long)
-    sums = torch.zeros(num_videos, feats.shape[1], dtype=feats.dtype).index_add_(0, index, feats)
-    counts = torch.bincount(index, minlength=num_videos).clamp_min(1).unsqueeze(1)
-    return sums / counts
+    return (readout or VideoReadout(feats.shape[1], "mean"))(feats, frame_video, num_videos)
 
 
 def contrastive_loss(model: torch.nn.Module, video: torch.Tensor, text: torch.Tensor,
@@ -72,7 +127,30 @@ def contrastive_loss(model: torch.nn.Module, video: torch.Tensor, text: torch.Te
     return 0.5 * (t2v + v2t)
 
 
-def _optimizers(model: torch.nn.Module, cfg: TinyClipConfig) -> list[torch.optim.Optimizer]:
+TAG_DRAWS = 4  # pre-tokenised tag sentences per caption for the tag-language term
+
+
+def tag_sentence_tokens(caption_tags: list[list[str]], caption_ids: list[str], per_sentence: int,
+                        seed: int, context_length: int) -> torch.Tensor:
+    """``[C, TAG_DRAWS, L]`` tokens of random ``per_sentence``-tag sentences of each caption
+    (drawn as the features stage draws its training sentences)."""
+    sentences = []
+    for item, tags in zip(caption_ids, caption_tags):
+        rng = item_rng(seed, "backbone-textual", item)
+        sentences += [tag_sentence(draw_tags(tags, per_sentence, rng)) for _ in range(TAG_DRAWS)]
+    tokens, _ = tokenize(sentences, context_length)
+    return tokens.view(len(caption_tags), TAG_DRAWS, -1)
+
+
+def text_pair_loss(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE between two matched sets of text embeddings (row i with row i)."""
+    logits = model.logit_scale.exp() * F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
+    target = torch.arange(len(a))
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def _optimizers(model: torch.nn.Module, readout: torch.nn.Module,
+                cfg: TinyClipConfig) -> list[torch.optim.Optimizer]:
     """AdamW for the network; lazy (sparse) Adam for the token embedding.
 
     The 49408-row vocabulary holds most of the parameters but a synthetic caption set uses a
@@ -85,6 +163,7 @@ def _optimizers(model: torch.nn.Module, cfg: TinyClipConfig) -> list[torch.optim
         if name == "token_embedding.weight":
             continue
         (decay if p.ndim >= 2 and "embedding" not in name else plain).append(p)
+    plain.extend(readout.parameters())  # W starts at zero and is meant to grow: no decay
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": plain, "weight_decay": 0.0}]
     betas, eps = (0.9, 0.98), 1e-6  # CLIP's Adam settings
@@ -118,12 +197,21 @@ def _sample_batch(data: VideoTextSet, videos: np.ndarray, caps_of: list[np.ndarr
             torch.as_tensor(caption_video))
 
 
-def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet,
-                  progress: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train a fresh tiny CLIP on ``data``; returns the eval-mode model and a history dict.
+def _split_videos(num_videos: int, rng: np.random.Generator):
+    """Training-split video indices, one shuffled pass after another."""
+    while True:
+        yield from rng.permutation(num_videos)
+
+
+def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, progress: bool = True,
+                  geometry: ClipGeometry | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train a fresh tiny CLIP on ``data``; returns the eval-mode model and a history dict
+    (``history["readout"]`` is the trained pretraining-only :class:`VideoReadout`).
 
     Seeded (init, batches, frame and caption draws); on CPU with a fixed thread count the
     result is bit-for-bit reproducible. Does not touch the global torch RNG state.
+    ``geometry`` (the prepared clips' size, frame rate and lengths) is needed when
+    ``cfg.fresh_fraction > 0``.
     """
     num_videos = len(data.video_ids)
     if num_videos < 2:
@@ -131,34 +219,67 @@ def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = tiny_arch(cfg).build().float().train()
+        readout = VideoReadout(cfg.embed_dim, cfg.temporal)
     rng = np.random.default_rng(cfg.seed)
     tokens, truncated = tokenize(data.captions, cfg.context_length)
     if truncated.any():
         log.info("%d of %d captions truncated to %d tokens", truncated.sum(), len(truncated),
                  cfg.context_length)
     caps_of = data.captions_of()
+    tag_tokens = None
+    if cfg.tag_text_weight > 0:
+        if data.caption_tags is None or data.caption_ids is None:
+            raise ValueError("tiny.tag_text_weight > 0 needs the captions' textual tags (tags.parquet)")
+        tag_tokens = tag_sentence_tokens(data.caption_tags, data.caption_ids, cfg.tags_per_sentence,
+                                         cfg.seed, cfg.context_length)
     batch = min(cfg.batch_size, num_videos)
     # Drop a last batch of one video: InfoNCE needs negatives.
     per_epoch = num_videos // batch + (1 if num_videos % batch >= 2 else 0)
     total = per_epoch * cfg.epochs
+    n_fresh = int(round(cfg.fresh_fraction * cfg.batch_size))
+    if n_fresh and geometry is None:
+        raise ValueError("tiny.fresh_fraction > 0 needs the clip geometry of the prepared videos")
+    n_split = cfg.batch_size - n_fresh if n_fresh else batch
+    split_order = _split_videos(num_videos, rng)
     warmup = int(cfg.warmup_frac * total)
-    optimizers = _optimizers(model, cfg)
+    optimizers = _optimizers(model, readout, cfg)
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: _lr_factor(s, total, warmup))
                   for o in optimizers]
     epoch_losses: list[float] = []
     start = time.perf_counter()
     bar = tqdm(total=total, desc="pretrain tiny CLIP", unit="step", disable=not progress,
                mininterval=1.0)
+    step = 0
     for _ in range(cfg.epochs):
-        order = rng.permutation(num_videos)
+        if not n_fresh:
+            order = rng.permutation(num_videos)
         losses = []
         for b in range(per_epoch):
-            videos = order[b * batch: (b + 1) * batch]
+            if n_fresh:
+                videos = np.array([next(split_order) for _ in range(n_split)], dtype=np.int64)
+            else:
+                videos = order[b * batch: (b + 1) * batch]
             frames, frame_video, caption_idx, caption_video = _sample_batch(data, videos, caps_of,
                                                                             cfg, rng)
-            video = video_embeddings(model, frames, frame_video, len(videos))
-            text = encode_tokens(model, tokens[caption_idx])
+            text_tokens = tokens[caption_idx]
+            n_videos = len(videos)
+            if n_fresh:
+                fresh = fresh_batch(geometry, n_fresh, cfg.frames_per_sample, cfg.captions_per_sample,
+                                    cfg.seed, step)
+                frames = np.concatenate([frames, fresh.frames]) if len(frames) else fresh.frames
+                frame_video = np.concatenate([frame_video, fresh.frame_video + n_videos])
+                fresh_tokens, _ = tokenize(fresh.captions, cfg.context_length)
+                text_tokens = torch.cat([text_tokens, fresh_tokens])
+                caption_video = torch.cat([caption_video, torch.as_tensor(fresh.caption_video) + n_videos])
+                n_videos += n_fresh
+            step += 1
+            video = video_embeddings(model, frames, frame_video, n_videos, readout)
+            text = encode_tokens(model, text_tokens)
             loss = contrastive_loss(model, video, text, caption_video)
+            if tag_tokens is not None:
+                draw = torch.as_tensor(rng.integers(TAG_DRAWS, size=len(caption_idx)))
+                tags = encode_tokens(model, tag_tokens[torch.as_tensor(caption_idx), draw])
+                loss = loss + cfg.tag_text_weight * text_pair_loss(model, text[:len(caption_idx)], tags)
             for o in optimizers:
                 o.zero_grad(set_to_none=True)
             loss.backward()
@@ -174,13 +295,15 @@ def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet,
     bar.close()
     model.token_embedding.sparse = False
     history = {"epoch_loss": epoch_losses, "steps": total, "seconds": time.perf_counter() - start,
-               "logit_scale": float(model.logit_scale.detach().exp())}
+               "logit_scale": float(model.logit_scale.detach().exp()), "readout": readout.eval()}
     return model.eval(), history
 
 
 @torch.no_grad()
-def retrieval_r1(model: torch.nn.Module, data: VideoTextSet, batch_size: int = 256) -> dict[str, float]:
-    """R@1 of frame-mean video embeddings against captions (t2v over captions, v2t over videos).
+def retrieval_r1(model: torch.nn.Module, data: VideoTextSet, batch_size: int = 256,
+                 readout: VideoReadout | None = None) -> dict[str, float]:
+    """R@1 of video embeddings (frame mean, or ``readout`` over all real frames) against
+    captions (t2v over captions, v2t over videos).
 
     A video counts as retrieved in v2t when its best caption is any of its own captions.
     """
@@ -192,7 +315,7 @@ def retrieval_r1(model: torch.nn.Module, data: VideoTextSet, batch_size: int = 2
         sel = data.mask[v]
         frames = data.frames[v][sel]
         frame_video = np.repeat(np.arange(len(v)), sel.sum(axis=1))
-        videos.append(video_embeddings(model, frames, frame_video, len(v)))
+        videos.append(video_embeddings(model, frames, frame_video, len(v), readout))
     video = F.normalize(torch.cat(videos), dim=-1)
     tokens, _ = tokenize(data.captions, model.context_length)
     text = F.normalize(torch.cat([encode_tokens(model, t) for t in tokens.split(batch_size)]), dim=-1)
