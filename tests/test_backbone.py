@@ -391,6 +391,8 @@ def test_fresh_clips_and_tag_language_enter_pretraining(tmp_path):
     data = load_video_text_set(frames_dir, tmp_path / "captions.parquet", "train", tmp_path / "tags.parquet")
     assert data.caption_tags[0] == ["red", "colour", "screen"] and data.caption_ids[0] == "v0#0"
     geometry = ClipGeometry(48, 48, 10, (20, 25), num_frames=4, image_size=32)
+    all_fresh, _ = pretrain_tiny(tiny_cfg(epochs=2, batch_size=4, fresh_fraction=1.0), data, progress=False,
+                                 geometry=geometry)
     cfg = tiny_cfg(epochs=3, batch_size=4, fresh_fraction=0.5, tag_text_weight=0.5)
     model, history = pretrain_tiny(cfg, data, progress=False, geometry=geometry)
     again, _ = pretrain_tiny(cfg, data, progress=False, geometry=geometry)

@@ -193,6 +193,10 @@ def _sample_batch(data: VideoTextSet, videos: np.ndarray, caps_of: list[np.ndarr
         caps = rng.choice(caps_of[v], size=min(cfg.captions_per_sample, len(caps_of[v])), replace=False)
         caption_idx.extend(caps.tolist())
         caption_video.extend([j] * len(caps))
+    if not frames:  # an all-fresh batch takes no split videos
+        shape = (0, *data.frames.shape[2:])
+        return (np.empty(shape, np.uint8), np.empty(0, np.int64), np.empty(0, np.int64),
+                torch.empty(0, dtype=torch.long))
     return (np.concatenate(frames), np.asarray(frame_video), np.asarray(caption_idx),
             torch.as_tensor(caption_video))
 
@@ -276,7 +280,7 @@ def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, progress: bool = True
             video = video_embeddings(model, frames, frame_video, n_videos, readout)
             text = encode_tokens(model, text_tokens)
             loss = contrastive_loss(model, video, text, caption_video)
-            if tag_tokens is not None:
+            if tag_tokens is not None and len(caption_idx) > 1:
                 draw = torch.as_tensor(rng.integers(TAG_DRAWS, size=len(caption_idx)))
                 tags = encode_tokens(model, tag_tokens[torch.as_tensor(caption_idx), draw])
                 loss = loss + cfg.tag_text_weight * text_pair_loss(model, text[:len(caption_idx)], tags)
