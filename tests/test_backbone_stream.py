@@ -33,6 +33,14 @@ def test_fresh_batch_is_deterministic_and_shaped_like_the_dataset():
     assert all(isinstance(t, str) and t for t in a.captions)
 
 
+def test_fresh_batch_full_captions_describe_every_shape():
+    partial = fresh_batch(GEOMETRY, 6, 2, 2, seed=1, step=0)
+    full = fresh_batch(GEOMETRY, 6, 2, 2, seed=1, step=0, full_captions=1.0)
+    np.testing.assert_array_equal(partial.frames, full.frames)  # same clips, other captions
+    assert all("background" in t or "backdrop" in t for t in full.captions)
+    assert sum(len(t) for t in full.captions) > sum(len(t) for t in partial.captions)
+
+
 def test_direct_small_render_matches_the_frames_stage_downscale():
     # The stream renders at 64 px; the frames stage decodes 96 px and downsizes bicubically.
     scene = sample_scene(np.random.default_rng(5), 30, 10)

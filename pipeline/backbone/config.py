@@ -24,7 +24,8 @@ class TinyClipConfig:
     ``tag_text_weight`` > 0 adds a caption-to-own-textual-tags InfoNCE (sentences of
     ``tags_per_sentence`` tags) so the text tower learns the tag vocabulary; ``fresh_fraction``
     of every batch is newly generated synthetic clips (synthetic data only, see
-    :mod:`pipeline.backbone.stream`); AdamW with ``lr``, ``weight_decay`` (matrices only), linear warmup over
+    :mod:`pipeline.backbone.stream`), whose captions are full scene descriptions with
+    probability ``fresh_full_captions`` (else partial, like the dataset's); AdamW with ``lr``, ``weight_decay`` (matrices only), linear warmup over
     ``warmup_frac`` of the steps then cosine decay; ``seed`` fixes init and sampling.
     """
 
@@ -49,6 +50,7 @@ class TinyClipConfig:
     tag_text_weight: float = 0.0
     tags_per_sentence: int = 6
     fresh_fraction: float = 0.0
+    fresh_full_captions: float = 0.0
 
     def __post_init__(self) -> None:
         positive = ("embed_dim", "image_resolution", "vision_patch_size", "vision_width",
@@ -72,8 +74,9 @@ class TinyClipConfig:
         if self.batch_size < 2:
             raise ValueError(f"tiny.batch_size must be >= 2 (a contrastive batch needs "
                              f"negatives), got {self.batch_size}")
-        if not 0 <= self.fresh_fraction <= 1:
-            raise ValueError(f"tiny.fresh_fraction must be in [0, 1], got {self.fresh_fraction}")
+        for name in ("fresh_fraction", "fresh_full_captions"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"tiny.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.tag_text_weight < 0 or self.tags_per_sentence < 1:
             raise ValueError("tiny.tag_text_weight must be >= 0 and tiny.tags_per_sentence >= 1")
         if not self.lr > 0:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.data.synth_captions import sample_captions
+from pipeline.data.synth_captions import describe_scene, sample_captions
 from pipeline.data.synth_render import render_frames
 from pipeline.data.synth_scene import sample_scene
 from pipeline.frames.sampling import uniform_indices
@@ -60,9 +60,11 @@ class FreshBatch:
 
 
 def fresh_batch(geometry: ClipGeometry, n: int, frames_per_sample: int, captions_per_sample: int,
-                seed: int, step: int) -> FreshBatch:
+                seed: int, step: int, full_captions: float = 0.0) -> FreshBatch:
     """``n`` new clips: ``frames_per_sample`` random CLIP frames (sorted) and
-    ``captions_per_sample`` distinct captions each, deterministic in (seed, step)."""
+    ``captions_per_sample`` captions each, deterministic in (seed, step). Each caption is a full
+    description of the scene (:func:`describe_scene`) with probability ``full_captions``, else
+    a partial one as in the dataset."""
     frames, frame_video, captions, caption_video = [], [], [], []
     render_size = shorter_side_size(geometry.width, geometry.height, geometry.image_size)
     crop = centre_crop_box(*render_size, geometry.image_size)
@@ -76,8 +78,10 @@ def fresh_batch(geometry: ClipGeometry, n: int, frames_per_sample: int, captions
         left, top, right, bottom = crop
         frames.append(rendered[:, top:bottom, left:right])
         frame_video.extend([j] * len(pick))
-        for text, _ in sample_captions(scene, captions_per_sample, rng):
-            captions.append(text)
+        full = rng.random(captions_per_sample) < full_captions
+        partial = iter(sample_captions(scene, int((~full).sum()), rng)) if (~full).any() else iter(())
+        for is_full in full:
+            captions.append(describe_scene(scene, rng)[0] if is_full else next(partial)[0])
             caption_video.append(j)
     return FreshBatch(np.concatenate(frames), np.asarray(frame_video, dtype=np.int64), captions,
                       np.asarray(caption_video, dtype=np.int64))
