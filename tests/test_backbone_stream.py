@@ -41,6 +41,24 @@ def test_fresh_batch_full_captions_describe_every_shape():
     assert sum(len(t) for t in full.captions) > sum(len(t) for t in partial.captions)
 
 
+def test_siblings_share_colours_and_background_but_not_the_rest():
+    from pipeline.data.synth_scene import sibling_scene
+
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        base = sample_scene(rng, 25, 10)
+        sib = sibling_scene(base, rng)
+        assert sib.background == base.background and sib.num_frames == base.num_frames
+        assert [(t.colour, t.event, t.new_colour) for t in sib.shapes] == \
+            [(t.colour, t.event, t.new_colour) for t in base.shapes]
+    batch = fresh_batch(GEOMETRY, 8, 1, 1, seed=2, step=0, full_captions=1.0, siblings=4)
+    groups = [batch.captions[:4], batch.captions[4:]]
+    assert len(set(batch.captions)) == 8
+    for group in groups:  # each group names one background
+        backgrounds = {w for t in group for w in ("black", "gray", "navy", "brown") if w in t}
+        assert len(backgrounds) == 1, group
+
+
 def test_direct_small_render_matches_the_frames_stage_downscale():
     # The stream renders at 64 px; the frames stage decodes 96 px and downsizes bicubically.
     scene = sample_scene(np.random.default_rng(5), 30, 10)

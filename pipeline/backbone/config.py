@@ -25,7 +25,8 @@ class TinyClipConfig:
     ``tags_per_sentence`` tags) so the text tower learns the tag vocabulary; ``fresh_fraction``
     of every batch is newly generated synthetic clips (synthetic data only, see
     :mod:`pipeline.backbone.stream`), whose captions are full scene descriptions with
-    probability ``fresh_full_captions`` (else partial, like the dataset's); AdamW with ``lr``, ``weight_decay`` (matrices only), linear warmup over
+    probability ``fresh_full_captions`` (else partial, like the dataset's), in groups of
+    ``fresh_siblings`` look-alike scenes (hard negatives: same colours and background); AdamW with ``lr``, ``weight_decay`` (matrices only), linear warmup over
     ``warmup_frac`` of the steps then cosine decay; ``seed`` fixes init and sampling.
     """
 
@@ -51,6 +52,7 @@ class TinyClipConfig:
     tags_per_sentence: int = 6
     fresh_fraction: float = 0.0
     fresh_full_captions: float = 0.0
+    fresh_siblings: int = 1
 
     def __post_init__(self) -> None:
         positive = ("embed_dim", "image_resolution", "vision_patch_size", "vision_width",
@@ -77,6 +79,8 @@ class TinyClipConfig:
         for name in ("fresh_fraction", "fresh_full_captions"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"tiny.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.fresh_siblings < 1:
+            raise ValueError(f"tiny.fresh_siblings must be >= 1, got {self.fresh_siblings}")
         if self.tag_text_weight < 0 or self.tags_per_sentence < 1:
             raise ValueError("tiny.tag_text_weight must be >= 0 and tiny.tags_per_sentence >= 1")
         if not self.lr > 0:

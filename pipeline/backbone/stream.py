@@ -26,7 +26,7 @@ import numpy as np
 
 from pipeline.data.synth_captions import describe_scene, sample_captions
 from pipeline.data.synth_render import render_frames
-from pipeline.data.synth_scene import sample_scene
+from pipeline.data.synth_scene import sample_scene, sibling_scene
 from pipeline.frames.sampling import uniform_indices
 from pipeline.frames.transforms import centre_crop_box, shorter_side_size
 
@@ -60,18 +60,24 @@ class FreshBatch:
 
 
 def fresh_batch(geometry: ClipGeometry, n: int, frames_per_sample: int, captions_per_sample: int,
-                seed: int, step: int, full_captions: float = 0.0) -> FreshBatch:
+                seed: int, step: int, full_captions: float = 0.0, siblings: int = 1) -> FreshBatch:
     """``n`` new clips: ``frames_per_sample`` random CLIP frames (sorted) and
     ``captions_per_sample`` captions each, deterministic in (seed, step). Each caption is a full
     description of the scene (:func:`describe_scene`) with probability ``full_captions``, else
-    a partial one as in the dataset."""
+    a partial one as in the dataset. Clips come in groups of ``siblings``: the first of a group
+    is a new scene, the others :func:`sibling_scene` of it (same background, colours and events;
+    other shapes, motions, sizes), hard negatives that colour alone cannot separate."""
     frames, frame_video, captions, caption_video = [], [], [], []
     render_size = shorter_side_size(geometry.width, geometry.height, geometry.image_size)
     crop = centre_crop_box(*render_size, geometry.image_size)
     for j in range(n):
         rng = np.random.default_rng([seed, STREAM_TAG, step, j])
-        length = int(geometry.source_frames[int(rng.integers(len(geometry.source_frames)))])
-        scene = sample_scene(rng, length, geometry.fps)
+        if j % max(siblings, 1) == 0:
+            length = int(geometry.source_frames[int(rng.integers(len(geometry.source_frames)))])
+            scene = base = sample_scene(rng, length, geometry.fps)
+        else:
+            scene = sibling_scene(base, rng)
+            length = scene.num_frames
         slots = uniform_indices(length, geometry.num_frames)
         pick = np.sort(rng.choice(len(slots), size=min(frames_per_sample, len(slots)), replace=False))
         rendered = render_frames(scene, [slots[k] for k in pick], *render_size)

@@ -269,7 +269,7 @@ def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, progress: bool = True
             n_videos = len(videos)
             if n_fresh:
                 fresh = fresh_batch(geometry, n_fresh, cfg.frames_per_sample, cfg.captions_per_sample,
-                                    cfg.seed, step, cfg.fresh_full_captions)
+                                    cfg.seed, step, cfg.fresh_full_captions, cfg.fresh_siblings)
                 frames = np.concatenate([frames, fresh.frames]) if len(frames) else fresh.frames
                 frame_video = np.concatenate([frame_video, fresh.frame_video + n_videos])
                 fresh_tokens, _ = tokenize(fresh.captions, cfg.context_length)
