@@ -407,3 +407,72 @@ def test_fresh_clips_and_tag_language_enter_pretraining(tmp_path):
         pretrain_tiny(tiny_cfg(tag_text_weight=1.0), no_tags, progress=False)
     with pytest.raises(ValueError, match="fresh_fraction"):
         tiny_cfg(fresh_fraction=1.5)
+
+
+def test_visual_tag_language_enters_pretraining(tmp_path):
+    """tag_visual_weight: a video-to-own-visual-tags InfoNCE (split videos' tags from tags.parquet,
+    fresh clips' written from their scenes); deterministic; off by default."""
+    from pipeline.backbone.stream import ClipGeometry
+    from pipeline.tags.offline_visual import OfflineVisualConfig
+    from pipeline.tags.sampling import SamplingConfig
+
+    frames_dir = write_frames_dir(tmp_path)
+    names = list(COLOURS)
+    rows = [dict(item_id=f"v{v}", modality="visual", split="train", tags=[name, "screen", f"{name} screen"])
+            for v, name in enumerate(names[:3])]  # v3 has no visual tags: the empty sentence
+    rows += [dict(item_id=f"v{v}#0", modality="textual", split="train", tags=[name]) for v, name in enumerate(names[:4])]
+    pd.DataFrame(rows).to_parquet(tmp_path / "tags.parquet")
+    data = load_video_text_set(frames_dir, tmp_path / "captions.parquet", "train", tmp_path / "tags.parquet")
+    assert data.video_tags == [["red", "screen", "red screen"], ["green", "screen", "green screen"],
+                               ["blue", "screen", "blue screen"], []]
+    cfg = tiny_cfg(epochs=3, batch_size=4, tag_visual_weight=1.0, tags_per_sentence=2)
+    model, history = pretrain_tiny(cfg, data, progress=False)
+    again, _ = pretrain_tiny(cfg, data, progress=False)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+    plain, plain_history = pretrain_tiny(tiny_cfg(epochs=3, batch_size=4), data, progress=False)
+    assert history["epoch_loss"][0] > plain_history["epoch_loss"][0]  # a second InfoNCE term
+    assert not torch.equal(plain.token_embedding.weight, model.token_embedding.weight)
+
+    sampling = SamplingConfig(num_tags=10, order_noise=0.6, synonym_decay=1.5, extra_synonym_prob=0.3,
+                              filler_prob=0.3)
+    tagger = OfflineVisualConfig(lexicon="builtin", foreground_threshold=60.0, min_saturation=0.35,
+                                 min_blob_area=0.004, min_track_frames=2, max_jump=0.3, colour_penalty=0.15,
+                                 move_threshold=0.12, size_ratio=1.3, square_fill=0.9, circle_fill=0.68,
+                                 triangle_skew=0.08, mention_bonus=0.2, sampling=sampling)
+    geometry = ClipGeometry(48, 48, 10, (20, 25), num_frames=4, image_size=32)
+    fresh_cfg = tiny_cfg(epochs=2, batch_size=4, fresh_fraction=0.5, tag_visual_weight=1.0)
+    fresh, _ = pretrain_tiny(fresh_cfg, data, progress=False, geometry=geometry, visual_tagger=tagger)
+    fresh_again, _ = pretrain_tiny(fresh_cfg, data, progress=False, geometry=geometry, visual_tagger=tagger)
+    assert torch.equal(fresh.visual.conv1.weight, fresh_again.visual.conv1.weight)
+    with pytest.raises(ValueError, match="visual tagger"):
+        pretrain_tiny(fresh_cfg, data, progress=False, geometry=geometry)
+    no_tags = load_video_text_set(frames_dir, tmp_path / "captions.parquet", "train")
+    with pytest.raises(ValueError, match="visual tags"):
+        pretrain_tiny(tiny_cfg(tag_visual_weight=1.0), no_tags, progress=False)
+    with pytest.raises(ValueError, match="tag_visual_weight"):
+        tiny_cfg(tag_visual_weight=-1.0)
+
+
+def test_fresh_tagger_writes_scene_facts_in_the_tagger_vocabulary():
+    from pipeline.backbone.stream import ClipGeometry, fresh_batch
+    from pipeline.backbone.tiny import FreshTagger
+    from pipeline.features.tag_control import scene_objects
+    from pipeline.tags.lexicon import load_lexicon
+    from pipeline.tags.offline_visual import OfflineVisualConfig
+    from pipeline.tags.sampling import SamplingConfig
+
+    sampling = SamplingConfig(num_tags=40, order_noise=0.0, synonym_decay=1.5, extra_synonym_prob=0.0,
+                              filler_prob=0.0)
+    cfg = OfflineVisualConfig(lexicon="builtin", foreground_threshold=60.0, min_saturation=0.35,
+                              min_blob_area=0.004, min_track_frames=2, max_jump=0.3, colour_penalty=0.15,
+                              move_threshold=0.12, size_ratio=1.3, square_fill=0.9, circle_fill=0.68,
+                              triangle_skew=0.08, mention_bonus=0.2, sampling=sampling)
+    batch = fresh_batch(ClipGeometry(48, 48, 10, (20, 25), num_frames=4, image_size=32), 3, 2, 1, seed=0, step=0)
+    assert len(batch.scenes) == 3
+    sentences = FreshTagger(cfg).sentences(batch.scenes, 40, np.random.default_rng(0))
+    assert len(sentences) == 3 and all(s.startswith("a video of ") for s in sentences)
+    for scene, sentence in zip(batch.scenes, sentences):
+        _, objects = scene_objects(scene, load_lexicon("builtin"), cfg)
+        for obj in objects:  # every shape's colour is named (num_tags large, no noise)
+            assert obj.colours[0] in sentence

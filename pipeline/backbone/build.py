@@ -36,21 +36,24 @@ def clip_geometry(videos_path: str | Path, frames_dir: str | Path) -> ClipGeomet
 def build_backbone(cfg: BackboneConfig, frames_dir: str | Path, captions_path: str | Path,
                    out: str | Path, progress: bool = True,
                    tags_path: str | Path | None = None,
-                   videos_path: str | Path | None = None) -> dict[str, Any]:
+                   videos_path: str | Path | None = None,
+                   visual_tagger: Any = None) -> dict[str, Any]:
     """Write the weights file to ``out``; return the stage metrics.
 
     ``tiny``: pretrain on the train split, then report frame-mean vs caption R@1 on every
     split present (train shows the fit, val/test how far frozen features generalise).
+    ``visual_tagger`` (an ``OfflineVisualConfig``) writes fresh clips' visual tags when
+    ``tiny.tag_visual_weight > 0`` and ``tiny.fresh_fraction > 0``.
     ``vit-b-32``: load and verify the official weights; frames and captions are not read
     (encoding a real dataset with ViT-B/32 on a CPU would take hours).
     """
     start = time.perf_counter()
     metrics: dict[str, Any] = {"kind": cfg.kind}
     if cfg.kind == "tiny":
-        if cfg.tiny.tag_text_weight > 0 and tags_path is None:
-            raise ValueError("backbone.tiny.tag_text_weight > 0 needs the tags (pass --tags)")
-        train = load_video_text_set(frames_dir, captions_path, "train",
-                                    tags_path if cfg.tiny.tag_text_weight > 0 else None)
+        wants_tags = cfg.tiny.tag_text_weight > 0 or cfg.tiny.tag_visual_weight > 0
+        if wants_tags and tags_path is None:
+            raise ValueError("backbone.tiny.tag_text_weight / tag_visual_weight > 0 need the tags (pass --tags)")
+        train = load_video_text_set(frames_dir, captions_path, "train", tags_path if wants_tags else None)
         log.info("pretraining tiny CLIP on %d train videos, %d captions",
                  len(train.video_ids), len(train.captions))
         geometry = None
@@ -58,7 +61,8 @@ def build_backbone(cfg: BackboneConfig, frames_dir: str | Path, captions_path: s
             if videos_path is None:
                 raise ValueError("backbone.tiny.fresh_fraction > 0 needs the prepared videos table (--videos)")
             geometry = clip_geometry(videos_path, frames_dir)
-        model, history = pretrain_tiny(cfg.tiny, train, progress=progress, geometry=geometry)
+        model, history = pretrain_tiny(cfg.tiny, train, progress=progress, geometry=geometry,
+                                       visual_tagger=visual_tagger)
         metrics.update(train_seconds=round(history["seconds"], 2), steps=history["steps"],
                        first_epoch_loss=history["epoch_loss"][0],
                        last_epoch_loss=history["epoch_loss"][-1],

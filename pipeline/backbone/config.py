@@ -22,7 +22,11 @@ class TinyClipConfig:
     (``mean``: frame mean; ``delta``: plus a learnt map of the late-minus-early change, see
     :mod:`pipeline.backbone.tiny`), matched with ``captions_per_sample`` of its captions;
     ``tag_text_weight`` > 0 adds a caption-to-own-textual-tags InfoNCE (sentences of
-    ``tags_per_sentence`` tags) so the text tower learns the tag vocabulary; ``fresh_fraction``
+    ``tags_per_sentence`` tags) so the text tower learns the tag vocabulary;
+    ``tag_visual_weight`` > 0 adds a video-to-own-visual-tags InfoNCE (the video embedding
+    against a sentence of ``tags_per_sentence`` of its visual tags: the training split's from
+    ``tags.parquet``, a fresh clip's written from its scene in the offline visual tagger's
+    vocabulary) so tag sentences land near the videos they describe; ``fresh_fraction``
     of every batch is newly generated synthetic clips (synthetic data only, see
     :mod:`pipeline.backbone.stream`), whose captions are full scene descriptions with
     probability ``fresh_full_captions`` (else partial, like the dataset's), in groups of
@@ -49,6 +53,7 @@ class TinyClipConfig:
     seed: int
     temporal: Literal["mean", "delta"] = "mean"
     tag_text_weight: float = 0.0
+    tag_visual_weight: float = 0.0
     tags_per_sentence: int = 6
     fresh_fraction: float = 0.0
     fresh_full_captions: float = 0.0
@@ -81,8 +86,9 @@ class TinyClipConfig:
                 raise ValueError(f"tiny.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.fresh_siblings < 1:
             raise ValueError(f"tiny.fresh_siblings must be >= 1, got {self.fresh_siblings}")
-        if self.tag_text_weight < 0 or self.tags_per_sentence < 1:
-            raise ValueError("tiny.tag_text_weight must be >= 0 and tiny.tags_per_sentence >= 1")
+        if self.tag_text_weight < 0 or self.tag_visual_weight < 0 or self.tags_per_sentence < 1:
+            raise ValueError("tiny.tag_text_weight and tiny.tag_visual_weight must be >= 0 and "
+                             "tiny.tags_per_sentence >= 1")
         if not self.lr > 0:
             raise ValueError(f"tiny.lr must be > 0, got {self.lr}")
         if self.weight_decay < 0:

@@ -25,6 +25,7 @@ class VideoTextSet:
     caption_video: np.ndarray   # int64 [C]
     caption_ids: list[str] | None = None
     caption_tags: list[list[str]] | None = None  # textual tags per caption (tag_text_weight)
+    video_tags: list[list[str]] | None = None    # visual tags per video (tag_visual_weight)
 
     def captions_of(self) -> list[np.ndarray]:
         """Caption indices per video (every video here has at least one)."""
@@ -36,7 +37,8 @@ class VideoTextSet:
 def load_video_text_set(frames_dir: str | Path, captions_path: str | Path, split: str,
                         tags_path: str | Path | None = None) -> VideoTextSet:
     """The ``split`` videos the frames stage decoded (status ok) that have captions (and, with
-    ``tags_path``, each caption's textual tags from ``tags.parquet``; missing ones are empty).
+    ``tags_path``, each caption's textual and each video's visual tags from ``tags.parquet``;
+    missing ones are empty).
 
     Frames are read from the memory-mapped ``clip_frames.npy`` and copied into RAM: this is
     meant for the small synthetic set the tiny backbone is pretrained on.
@@ -67,15 +69,17 @@ def load_video_text_set(frames_dir: str | Path, captions_path: str | Path, split
     if rows.max() >= len(frames) or len(mask) != len(frames):
         raise ValueError(f"{frames_dir}: index rows exceed clip_frames.npy ({len(frames)} rows) "
                          f"or clip_mask.npy has {len(mask)} rows")
-    caption_tags = None
+    caption_tags = video_tags = None
     if tags_path is not None:
         from pipeline.features.inputs import load_tags
 
-        textual = load_tags(tags_path)["textual"]
-        caption_tags = [textual.get(c, []) for c in caps["caption_id"]]
+        tables = load_tags(tags_path)
+        caption_tags = [tables["textual"].get(c, []) for c in caps["caption_id"]]
+        video_tags = [tables["visual"].get(v, []) for v in ok["video_id"]]
     return VideoTextSet(
         caption_ids=caps["caption_id"].astype(str).tolist(),
         caption_tags=caption_tags,
+        video_tags=video_tags,
         video_ids=ok["video_id"].tolist(),
         frames=np.ascontiguousarray(frames[rows]),
         mask=np.asarray(mask[rows], dtype=bool),

@@ -57,6 +57,7 @@ class FreshBatch:
     frame_video: np.ndarray  # int64 [F], 0..n-1
     captions: list[str]
     caption_video: np.ndarray  # int64 [C]
+    scenes: list[dict] | None = None  # each clip's scene (Scene.to_dict), for scene-written tags
 
 
 def fresh_batch(geometry: ClipGeometry, n: int, frames_per_sample: int, captions_per_sample: int,
@@ -67,7 +68,7 @@ def fresh_batch(geometry: ClipGeometry, n: int, frames_per_sample: int, captions
     a partial one as in the dataset. Clips come in groups of ``siblings``: the first of a group
     is a new scene, the others :func:`sibling_scene` of it (same background, colours and events;
     other shapes, motions, sizes), hard negatives that colour alone cannot separate."""
-    frames, frame_video, captions, caption_video = [], [], [], []
+    frames, frame_video, captions, caption_video, scenes = [], [], [], [], []
     render_size = shorter_side_size(geometry.width, geometry.height, geometry.image_size)
     crop = centre_crop_box(*render_size, geometry.image_size)
     for j in range(n):
@@ -78,6 +79,7 @@ def fresh_batch(geometry: ClipGeometry, n: int, frames_per_sample: int, captions
         else:
             scene = sibling_scene(base, rng)
             length = scene.num_frames
+        scenes.append(scene.to_dict())
         slots = uniform_indices(length, geometry.num_frames)
         pick = np.sort(rng.choice(len(slots), size=min(frames_per_sample, len(slots)), replace=False))
         rendered = render_frames(scene, [slots[k] for k in pick], *render_size)
@@ -90,7 +92,7 @@ def fresh_batch(geometry: ClipGeometry, n: int, frames_per_sample: int, captions
             captions.append(describe_scene(scene, rng)[0] if is_full else next(partial)[0])
             caption_video.append(j)
     return FreshBatch(np.concatenate(frames), np.asarray(frame_video, dtype=np.int64), captions,
-                      np.asarray(caption_video, dtype=np.int64))
+                      np.asarray(caption_video, dtype=np.int64), scenes)
 
 
 def geometry_of(widths: Sequence[int], heights: Sequence[int], fps: Sequence[float],

@@ -27,6 +27,15 @@ InfoNCE pairs each sampled caption with a sentence of its own *textual* tags (th
 tagger's output, built from the caption's words; never the visual tags, so the image tower
 learns nothing from tags), weighted by ``tag_text_weight``. Both variants use the same backbone.
 
+Visual tag language (``tag_visual_weight > 0``): MAC-VR's visual tags are keyword lists ("a video
+of red, circle, leftward motion, ..."), a text form the captions never take. A real CLIP saw
+such lists as alt-text next to images; the tiny one learns them from a second InfoNCE between
+each video's embedding and a sentence of ``tags_per_sentence`` of its visual tags (training
+videos: their tagger tags from ``tags.parquet``; fresh clips: written from the generated scene
+in the offline visual tagger's vocabulary, one tagger answer at a random temperature, as the
+``oracle`` tag control writes them). Tags are inputs the pipeline already has for those videos;
+the test split is never touched.
+
 Fresh clips (``fresh_fraction > 0``): that share of every batch is newly generated synthetic
 clips (:mod:`pipeline.backbone.stream`) instead of training-split clips, so the backbone stops
 memorising the 480 training videos. The step count stays ``epochs`` x the split's batches.
@@ -37,7 +46,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,6 +59,9 @@ from pipeline.backbone.data import VideoTextSet
 from pipeline.backbone.encode import encode_tokens, preprocess_frames, tokenize
 from pipeline.backbone.stream import ClipGeometry, fresh_batch
 from pipeline.features.tags import draw_tags, item_rng, tag_sentence
+
+if TYPE_CHECKING:
+    from pipeline.tags.offline_visual import OfflineVisualConfig
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +143,12 @@ TAG_DRAWS = 4  # pre-tokenised tag sentences per caption for the tag-language te
 
 
 def tag_sentence_tokens(caption_tags: list[list[str]], caption_ids: list[str], per_sentence: int,
-                        seed: int, context_length: int) -> torch.Tensor:
-    """``[C, TAG_DRAWS, L]`` tokens of random ``per_sentence``-tag sentences of each caption
+                        seed: int, context_length: int, modality: str = "textual") -> torch.Tensor:
+    """``[C, TAG_DRAWS, L]`` tokens of random ``per_sentence``-tag sentences of each item
     (drawn as the features stage draws its training sentences)."""
     sentences = []
     for item, tags in zip(caption_ids, caption_tags):
-        rng = item_rng(seed, "backbone-textual", item)
+        rng = item_rng(seed, f"backbone-{modality}", item)
         sentences += [tag_sentence(draw_tags(tags, per_sentence, rng)) for _ in range(TAG_DRAWS)]
     tokens, _ = tokenize(sentences, context_length)
     return tokens.view(len(caption_tags), TAG_DRAWS, -1)
@@ -147,6 +159,27 @@ def text_pair_loss(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor) -> 
     logits = model.logit_scale.exp() * F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
     target = torch.arange(len(a))
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+class FreshTagger:
+    """Visual tags of fresh clips, written from their scenes in the offline tagger's vocabulary."""
+
+    TEMPERATURES = (0.7, 0.8, 0.9, 1.0)  # tag_video's four instances
+
+    def __init__(self, cfg: "OfflineVisualConfig") -> None:
+        from pipeline.tags.lexicon import load_lexicon
+
+        self.cfg, self.lexicon = cfg, load_lexicon(cfg.lexicon)
+
+    def sentences(self, scenes: list[dict], per_sentence: int, rng: np.random.Generator) -> list[str]:
+        from pipeline.features.tag_control import scene_visual_tags
+
+        out = []
+        for scene in scenes:
+            temperature = self.TEMPERATURES[int(rng.integers(len(self.TEMPERATURES)))]
+            tags = scene_visual_tags(scene, temperature, int(rng.integers(2**31)), self.lexicon, self.cfg)
+            out.append(tag_sentence(draw_tags(tags, per_sentence, rng)))
+        return out
 
 
 def _optimizers(model: torch.nn.Module, readout: torch.nn.Module,
@@ -208,14 +241,16 @@ def _split_videos(num_videos: int, rng: np.random.Generator):
 
 
 def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, progress: bool = True,
-                  geometry: ClipGeometry | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+                  geometry: ClipGeometry | None = None,
+                  visual_tagger: "OfflineVisualConfig | None" = None) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train a fresh tiny CLIP on ``data``; returns the eval-mode model and a history dict
     (``history["readout"]`` is the trained pretraining-only :class:`VideoReadout`).
 
     Seeded (init, batches, frame and caption draws); on CPU with a fixed thread count the
     result is bit-for-bit reproducible. Does not touch the global torch RNG state.
     ``geometry`` (the prepared clips' size, frame rate and lengths) is needed when
-    ``cfg.fresh_fraction > 0``.
+    ``cfg.fresh_fraction > 0``; ``visual_tagger`` (params ``tag_video.offline``) when
+    ``cfg.tag_visual_weight > 0`` and fresh clips need their tags written.
     """
     num_videos = len(data.video_ids)
     if num_videos < 2:
@@ -236,6 +271,18 @@ def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, progress: bool = True
             raise ValueError("tiny.tag_text_weight > 0 needs the captions' textual tags (tags.parquet)")
         tag_tokens = tag_sentence_tokens(data.caption_tags, data.caption_ids, cfg.tags_per_sentence,
                                          cfg.seed, cfg.context_length)
+    video_tag_tokens = None
+    if cfg.tag_visual_weight > 0:
+        if data.video_tags is None:
+            raise ValueError("tiny.tag_visual_weight > 0 needs the videos' visual tags (tags.parquet)")
+        video_tag_tokens = tag_sentence_tokens(data.video_tags, data.video_ids, cfg.tags_per_sentence,
+                                               cfg.seed, cfg.context_length, "visual")
+    fresh_tagger = None
+    if cfg.tag_visual_weight > 0 and cfg.fresh_fraction > 0:
+        if visual_tagger is None:
+            raise ValueError("tiny.tag_visual_weight > 0 with fresh clips needs the visual tagger's "
+                             "config (tag_video.offline) to write their tags")
+        fresh_tagger = FreshTagger(visual_tagger)
     batch = min(cfg.batch_size, num_videos)
     # Drop a last batch of one video: InfoNCE needs negatives.
     per_epoch = num_videos // batch + (1 if num_videos % batch >= 2 else 0)
@@ -267,6 +314,10 @@ def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, progress: bool = True
                                                                             cfg, rng)
             text_tokens = tokens[caption_idx]
             n_videos = len(videos)
+            vtag_tokens = None
+            if video_tag_tokens is not None and n_videos:
+                draw = torch.as_tensor(rng.integers(TAG_DRAWS, size=n_videos))
+                vtag_tokens = video_tag_tokens[torch.as_tensor(videos), draw]
             if n_fresh:
                 fresh = fresh_batch(geometry, n_fresh, cfg.frames_per_sample, cfg.captions_per_sample,
                                     cfg.seed, step, cfg.fresh_full_captions, cfg.fresh_siblings)
@@ -275,6 +326,10 @@ def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, progress: bool = True
                 fresh_tokens, _ = tokenize(fresh.captions, cfg.context_length)
                 text_tokens = torch.cat([text_tokens, fresh_tokens])
                 caption_video = torch.cat([caption_video, torch.as_tensor(fresh.caption_video) + n_videos])
+                if fresh_tagger is not None:
+                    fresh_vtags, _ = tokenize(fresh_tagger.sentences(fresh.scenes, cfg.tags_per_sentence, rng),
+                                              cfg.context_length)
+                    vtag_tokens = fresh_vtags if vtag_tokens is None else torch.cat([vtag_tokens, fresh_vtags])
                 n_videos += n_fresh
             step += 1
             video = video_embeddings(model, frames, frame_video, n_videos, readout)
@@ -284,6 +339,9 @@ def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, progress: bool = True
                 draw = torch.as_tensor(rng.integers(TAG_DRAWS, size=len(caption_idx)))
                 tags = encode_tokens(model, tag_tokens[torch.as_tensor(caption_idx), draw])
                 loss = loss + cfg.tag_text_weight * text_pair_loss(model, text[:len(caption_idx)], tags)
+            if vtag_tokens is not None and n_videos > 1:
+                vtags = encode_tokens(model, vtag_tokens)
+                loss = loss + cfg.tag_visual_weight * contrastive_loss(model, video, vtags)
             for o in optimizers:
                 o.zero_grad(set_to_none=True)
             loss.backward()

@@ -135,6 +135,13 @@ def default_clean(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(t for t in (normalise(i, stopwords) for i in items) if t))
 
 
+def scene_visual_tags(scene: Mapping[str, Any], temperature: float, seed: int, lexicon: Lexicon,
+                      cfg: OfflineVisualConfig,
+                      clean: Callable[[Sequence[str]], list[str]] = default_clean) -> list[str]:
+    """One cleaned oracle answer for ``scene`` (e.g. a fresh pretraining clip's tags)."""
+    return clean(parse_response(oracle_answer(scene, temperature, seed, lexicon, cfg)).items)
+
+
 def oracle_visual_tags(video_ids: Sequence[str], truth: Mapping[str, Any], lexicon: Lexicon,
                        cfg: OfflineVisualConfig, base_seed: int,
                        temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
