@@ -21,7 +21,8 @@ from pipeline.backbone.config import BackboneConfig, TinyClipConfig
 from pipeline.backbone.data import load_video_text_set
 from pipeline.backbone.encode import encode_text_array, encode_video_array
 from pipeline.backbone.io import file_sha256, load_backbone, read_weights, save_weights
-from pipeline.backbone.tiny import contrastive_loss, pretrain_tiny, retrieval_r1, tiny_arch, video_embeddings
+from pipeline.backbone.tiny import (PRETRAIN_OPTIONS_OFF, contrastive_loss, pretrain_tiny, retrieval_r1, tiny_arch,
+                                   video_embeddings)
 from pipeline.config import ConfigError, from_mapping
 from pipeline.registry import RegistryError
 
@@ -41,7 +42,7 @@ IMAGE, CONTEXT = 32, 16  # the tiny test CLIP's input size and text context
 def tiny_cfg(**overrides) -> TinyClipConfig:
     base = dict(embed_dim=16, vision_patch_size=16, vision_width=64, vision_layers=1, text_width=32,
                 text_heads=1, text_layers=1, epochs=2, batch_size=4, lr=1e-3, weight_decay=0.1,
-                warmup_frac=0.1, frames_per_sample=2, captions_per_sample=1, seed=0)
+                warmup_frac=0.1, frames_per_sample=2, captions_per_sample=1, seed=0, **PRETRAIN_OPTIONS_OFF)
     return TinyClipConfig(**{**base, **overrides})
 
 
@@ -543,3 +544,165 @@ def test_build_backbone_vit_b_32_refuses_other_weights(tmp_path):
     with pytest.raises(BackboneError, match="wrong architecture for ViT-B/32"):
         build_backbone(config, tmp_path, tmp_path / "captions.parquet", tmp_path / "out.pt", max_words=32)
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_delta_readout_is_mean_plus_map_of_late_minus_early():
+    from pipeline.backbone.tiny import VideoReadout
+
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(7, 4, generator=gen)
+    frame_video = np.array([0, 0, 0, 0, 1, 1, 1])  # video 1 has an odd count: its middle frame is in no half
+    mean = VideoReadout(4, "mean")(feats, frame_video, 2)
+    torch.testing.assert_close(mean, torch.stack([feats[:4].mean(0), feats[4:].mean(0)]))
+    readout = VideoReadout(4, "delta")
+    torch.testing.assert_close(readout(feats, frame_video, 2), mean)  # W starts at zero
+    with torch.no_grad():
+        readout.delta.weight.copy_(torch.randn(4, 4, generator=gen))
+    change = torch.stack([feats[2:4].mean(0) - feats[0:2].mean(0), feats[6] - feats[4]])
+    torch.testing.assert_close(readout(feats, frame_video, 2), mean + change @ readout.delta.weight.T)
+    # Reversing time flips the change: the readout tells a clip from its reverse.
+    rev = torch.cat([feats[:4].flip(0), feats[4:].flip(0)])
+    torch.testing.assert_close(readout(rev, frame_video, 2), mean - change @ readout.delta.weight.T)
+    with pytest.raises(ValueError, match="unknown temporal readout"):
+        VideoReadout(4, "max")
+
+
+def test_fresh_clips_and_tag_language_enter_pretraining(tmp_path):
+    from pipeline.backbone.pretrain_options import PretrainOptions, with_tags
+    from pipeline.backbone.stream import ClipGeometry
+
+    frames_dir = write_frames_dir(tmp_path)
+    tags = pd.DataFrame([dict(item_id=f"v{v}#{k}", modality="textual", split="train",
+                              tags=[name, "colour", "screen"])
+                         for v, name in enumerate(list(COLOURS)[:4]) for k in range(2)])
+    tags.to_parquet(tmp_path / "tags.parquet")
+    data = with_tags(load_video_text_set(frames_dir, tmp_path / "captions.parquet", "train"), tmp_path / "tags.parquet")
+    assert data.caption_tags[0] == ["red", "colour", "screen"] and data.caption_ids[0] == "v0#0"
+    options = PretrainOptions(geometry=ClipGeometry(48, 48, 10, (20, 25), num_frames=4, image_size=32))
+    all_fresh, _ = pretrain_tiny(tiny_cfg(epochs=2, batch_size=4, fresh_fraction=1.0), data, IMAGE, CONTEXT, progress=False,
+                                 options=options)
+    cfg = tiny_cfg(epochs=3, batch_size=4, fresh_fraction=0.5, tag_text_weight=0.5)
+    model, history = pretrain_tiny(cfg, data, IMAGE, CONTEXT, progress=False, options=options)
+    again, _ = pretrain_tiny(cfg, data, IMAGE, CONTEXT, progress=False, options=options)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+    plain, _ = pretrain_tiny(tiny_cfg(epochs=3, batch_size=4), data, IMAGE, CONTEXT, progress=False)
+    assert not torch.equal(plain.model.visual.conv1.weight, model.model.visual.conv1.weight)
+    with pytest.raises(ValueError, match="clip geometry"):
+        pretrain_tiny(cfg, data, IMAGE, CONTEXT, progress=False, options=PretrainOptions())
+    with pytest.raises(ValueError, match="need PretrainOptions"):
+        pretrain_tiny(cfg, data, IMAGE, CONTEXT, progress=False)
+    no_tags = load_video_text_set(frames_dir, tmp_path / "captions.parquet", "train")
+    with pytest.raises(ValueError, match="textual tags"):
+        pretrain_tiny(tiny_cfg(tag_text_weight=1.0), no_tags, IMAGE, CONTEXT, progress=False)
+    with pytest.raises(ValueError, match="fresh_fraction"):
+        tiny_cfg(fresh_fraction=1.5)
+
+
+def offline_tagger(num_tags: int, noise: float, extra: float):
+    """The offline visual tagger's config with ``num_tags`` tags, ``noise`` order noise and ``extra``
+    extra-synonym and filler probabilities."""
+    from pipeline.tags.offline_visual import OfflineVisualConfig
+    from pipeline.tags.sampling import SamplingConfig
+
+    sampling = SamplingConfig(num_tags=num_tags, order_noise=noise, synonym_decay=1.5, extra_synonym_prob=extra,
+                              filler_prob=extra)
+    return OfflineVisualConfig(lexicon="builtin", foreground_threshold=60.0, min_saturation=0.35,
+                               min_blob_area=0.004, min_track_frames=2, max_jump=0.3, colour_penalty=0.15,
+                               move_threshold=0.12, size_ratio=1.3, square_fill=0.9, circle_fill=0.68,
+                               triangle_skew=0.08, mention_bonus=0.2, sampling=sampling)
+
+
+def test_visual_tag_language_enters_pretraining(tmp_path):
+    """tag_visual_weight: a video-to-own-visual-tags InfoNCE (split videos' tags from tags.parquet,
+    fresh clips' written from their scenes); deterministic; off by default."""
+    from pipeline.backbone.pretrain_options import PretrainOptions, with_tags
+    from pipeline.backbone.stream import ClipGeometry
+
+    frames_dir = write_frames_dir(tmp_path)
+    names = list(COLOURS)
+    rows = [dict(item_id=f"v{v}", modality="visual", split="train", tags=[name, "screen", f"{name} screen"])
+            for v, name in enumerate(names[:3])]  # v3 has no visual tags: the empty sentence
+    rows += [dict(item_id=f"v{v}#0", modality="textual", split="train", tags=[name]) for v, name in enumerate(names[:4])]
+    pd.DataFrame(rows).to_parquet(tmp_path / "tags.parquet")
+    data = with_tags(load_video_text_set(frames_dir, tmp_path / "captions.parquet", "train"), tmp_path / "tags.parquet")
+    assert data.video_tags == [["red", "screen", "red screen"], ["green", "screen", "green screen"],
+                               ["blue", "screen", "blue screen"], []]
+    cfg = tiny_cfg(epochs=3, batch_size=4, tag_visual_weight=1.0, tags_per_sentence=2)
+    model, history = pretrain_tiny(cfg, data, IMAGE, CONTEXT, progress=False, options=PretrainOptions())
+    again, _ = pretrain_tiny(cfg, data, IMAGE, CONTEXT, progress=False, options=PretrainOptions())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+    plain, plain_history = pretrain_tiny(tiny_cfg(epochs=3, batch_size=4), data, IMAGE, CONTEXT, progress=False)
+    assert history["epoch_loss"][0] > plain_history["epoch_loss"][0]  # a second InfoNCE term
+    assert not torch.equal(plain.model.token_embedding.weight, model.model.token_embedding.weight)
+
+    tagger = offline_tagger(num_tags=10, noise=0.6, extra=0.3)
+    geometry = ClipGeometry(48, 48, 10, (20, 25), num_frames=4, image_size=32)
+    options = PretrainOptions(geometry=geometry, visual_tagger=tagger)
+    fresh_cfg = tiny_cfg(epochs=2, batch_size=4, fresh_fraction=0.5, tag_visual_weight=1.0)
+    fresh, _ = pretrain_tiny(fresh_cfg, data, IMAGE, CONTEXT, progress=False, options=options)
+    fresh_again, _ = pretrain_tiny(fresh_cfg, data, IMAGE, CONTEXT, progress=False, options=options)
+    assert torch.equal(fresh.model.visual.conv1.weight, fresh_again.model.visual.conv1.weight)
+    with pytest.raises(ValueError, match="visual tagger"):
+        pretrain_tiny(fresh_cfg, data, IMAGE, CONTEXT, progress=False, options=PretrainOptions(geometry=geometry))
+    no_tags = load_video_text_set(frames_dir, tmp_path / "captions.parquet", "train")
+    with pytest.raises(ValueError, match="visual tags"):
+        pretrain_tiny(tiny_cfg(tag_visual_weight=1.0), no_tags, IMAGE, CONTEXT, progress=False)
+    with pytest.raises(ValueError, match="tag_visual_weight"):
+        tiny_cfg(tag_visual_weight=-1.0)
+
+
+def test_fresh_tagger_writes_scene_facts_in_the_tagger_vocabulary():
+    from pipeline.backbone.stream import ClipGeometry, fresh_batch
+    from pipeline.backbone.pretrain_options import FreshTagger
+    from pipeline.features.tag_control import scene_objects
+    from pipeline.tags.lexicon import load_lexicon
+
+    cfg = offline_tagger(num_tags=40, noise=0.0, extra=0.0)
+    batch = fresh_batch(ClipGeometry(48, 48, 10, (20, 25), num_frames=4, image_size=32), 3, 2, 1, seed=0, step=0)
+    assert len(batch.scenes) == 3
+    sentences = FreshTagger(cfg).sentences(batch.scenes, 40, np.random.default_rng(0))
+    assert len(sentences) == 3 and all(s.startswith("a video of ") for s in sentences)
+    for scene, sentence in zip(batch.scenes, sentences):
+        _, objects = scene_objects(scene, load_lexicon("builtin"), cfg)
+        for obj in objects:  # every shape's colour is named (num_tags large, no noise)
+            assert obj.colours[0] in sentence
+
+
+def test_pretraining_options_are_validated_and_recorded_only_when_on():
+    with pytest.raises(ValueError, match="tiny.temporal must be 'mean' or 'delta'"):
+        tiny_cfg(temporal="max")
+    with pytest.raises(ValueError, match=r"tiny.tag_text_weight must be >= 0"):
+        tiny_cfg(tag_text_weight=-0.5)
+    with pytest.raises(ValueError, match="tiny.tags_per_sentence must be >= 1"):
+        tiny_cfg(tags_per_sentence=0)
+    with pytest.raises(ValueError, match=r"tiny.fresh_full_captions must be in \[0, 1\]"):
+        tiny_cfg(fresh_fraction=0.5, fresh_full_captions=2.0)
+    with pytest.raises(ValueError, match="tiny.fresh_siblings must be >= 1"):
+        tiny_cfg(fresh_fraction=0.5, fresh_siblings=0)
+    with pytest.raises(ValueError, match=r"tiny.fresh_full_captions \(0.5\) applies to fresh clips only"):
+        tiny_cfg(fresh_full_captions=0.5)
+    with pytest.raises(ValueError, match=r"tiny.fresh_siblings \(2\) applies to fresh clips only"):
+        tiny_cfg(fresh_siblings=2)
+    with pytest.raises(ValueError, match="rounds to no fresh clip per batch"):
+        tiny_cfg(batch_size=4, fresh_fraction=0.1)
+    mapping = {**tiny_cfg().__dict__, "temporal": "max"}
+    with pytest.raises(ConfigError, match=r"tiny.temporal: 'max' is not one of \['mean', 'delta'\]"):
+        from_mapping(TinyClipConfig, mapping, "params.yaml: backbone.tiny")
+    # Off, the options are left out of the weights file's provenance (same file as without them).
+    plain = tiny_cfg().source()
+    assert not set(PRETRAIN_OPTIONS_OFF) & set(plain)
+    assert tiny_cfg(temporal="delta").source() == {**plain, "temporal": "delta"}
+
+
+def test_the_tag_and_fresh_options_ask_for_their_inputs(tmp_path):
+    from pipeline.backbone.build import build_backbone
+
+    frames_dir = write_frames_dir(tmp_path)
+    for options in ({"tag_text_weight": 1.0}, {"tag_visual_weight": 1.0}, {"fresh_fraction": 0.5}):
+        config = BackboneConfig(kind="tiny", model="ViT-B/32", path=None, sha256=None, torch_threads=0,
+                                tiny=tiny_cfg(epochs=1, **options))
+        with pytest.raises(ValueError, match="which the backbone stage does not pass"):
+            build_backbone(config, frames_dir, tmp_path / "captions.parquet", tmp_path / "out.pt", max_words=12,
+                           progress=False)

@@ -167,6 +167,21 @@ def test_captions_vary_in_wording_and_content():
     assert len(set(all_text)) > 0.9 * len(all_text)
 
 
+def test_full_descriptions_state_every_fact_truthfully():
+    rng = np.random.default_rng(11)
+    for scene, _ in _scenes(100):
+        text, mentions = sc.describe_scene(scene, rng)
+        assert mentions == sc.scene_facts(scene), text
+        words = _words(text)
+        assert scene.background in words, text
+        for t in scene.shapes:
+            assert t.colour in words and any(n in text for n in sc.SHAPE_NOUNS[t.shape]), text
+            assert any(v in text for v in sc.MOTION_VERBS[t.motion]), text
+            if t.event == "changes_colour":
+                assert t.new_colour in words, text
+        assert not any(w in text for w in (" later on", " midway", " halfway through", " after a while")), text
+
+
 # --- the dataset on disk ---------------------------------------------------------------------
 
 def test_small_dataset_tables(small):

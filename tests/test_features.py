@@ -14,6 +14,7 @@ import torch
 from pipeline.backbone.arch import ClipArch, clip_module
 from pipeline.backbone.clip_model import ClipModel
 from pipeline.backbone.io import file_sha256, load_backbone, save_weights
+from pipeline.backbone.tiny import PRETRAIN_OPTIONS_OFF
 from pipeline.device import resolve_device
 from pipeline.features import extract as extract_mod
 from pipeline.features.config import FeaturesConfig
@@ -367,7 +368,7 @@ def test_backbone_and_features_stages_run_from_params(tmp_path):
             "embed_dim": 16, "vision_patch_size": 16, "vision_width": 64,
             "vision_layers": 1, "text_width": 32, "text_heads": 1, "text_layers": 1,
             "epochs": 2, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.1,
-            "warmup_frac": 0.1, "frames_per_sample": 2, "captions_per_sample": 2, "seed": 0}},
+            "warmup_frac": 0.1, "frames_per_sample": 2, "captions_per_sample": 2, "seed": 0, **PRETRAIN_OPTIONS_OFF}},
         "features": {"batch_size": 8, "device": "cpu", "torch_threads": 1, "train_tag_draws": 2,
                      "train_tags_per_draw": 6, "infer_tags": 8, "seed": 0, "tag_control": "real"},
     }

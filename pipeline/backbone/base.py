@@ -195,11 +195,14 @@ class Backbone(nn.Module, ABC):
 @dataclass(frozen=True)
 class BuildInputs:
     """What the backbone stage hands a family: the decoded frames (tiny pretraining) and the
-    captions, and the text length every text is cut to."""
+    captions, and the text length every text is cut to. ``pretrain_options`` (a
+    :class:`~pipeline.backbone.pretrain_options.PretrainOptions`) serves only the tiny backbone's
+    optional pretraining terms; the stage does not pass it."""
 
     frames_dir: Path | None
     captions: Path | None
     max_words: int
+    pretrain_options: Any = None
 
 
 class BackboneFamily(ABC):

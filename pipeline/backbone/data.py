@@ -24,6 +24,9 @@ class VideoTextSet:
     mask: np.ndarray            # bool [V, N_v], True = real frame
     captions: list[str]
     caption_video: np.ndarray   # int64 [C]
+    caption_ids: list[str] | None = None
+    caption_tags: list[list[str]] | None = None  # textual tags per caption (tag_text_weight)
+    video_tags: list[list[str]] | None = None    # visual tags per video (tag_visual_weight)
 
     def captions_of(self) -> list[np.ndarray]:
         """Caption indices per video (every video here has at least one)."""
@@ -33,7 +36,8 @@ class VideoTextSet:
 
 
 def load_video_text_set(frames_dir: str | Path, captions_path: str | Path, split: str) -> VideoTextSet:
-    """The ``split`` videos the frames stage decoded (status ok) that have captions.
+    """The ``split`` videos the frames stage decoded (status ok) that have captions (tags:
+    :func:`pipeline.backbone.pretrain_options.with_tags`).
 
     Frames are copied from the memory-mapped store into RAM: this is meant for the small
     synthetic set the tiny backbone is pretrained on.
@@ -56,6 +60,7 @@ def load_video_text_set(frames_dir: str | Path, captions_path: str | Path, split
         log.warning("%d %s captions belong to videos without frames; left out", dropped, split)
     rows = ok["row"].to_numpy()
     return VideoTextSet(
+        caption_ids=caps["caption_id"].astype(str).tolist(),
         video_ids=ok["video_id"].tolist(),
         frames=np.ascontiguousarray(store.clip_frames[rows]),
         mask=np.asarray(store.clip_mask[rows], dtype=bool),

@@ -10,6 +10,36 @@ report is R@1 from :mod:`pipeline.retrieval`: nothing of the head's training is 
 
 Two sizes are not knobs here: the input resolution is the frames stage's ``image_size`` (read
 from the frames directory) and the text context is ``text.max_words``.
+
+Pretraining options (research knobs for the synthetic testbed, all off by default; with them off
+the weights are bit-for-bit those of the plain recipe above):
+
+- ``temporal``: the video readout. ``mean`` is the frame mean, to which motion, growth,
+  appearing/disappearing and colour changes are invisible (a shape moving left and one moving
+  right have the same mean). ``delta`` adds a learnt linear map of the change between the later
+  and the earlier half of the time-ordered frames, ``mean + W (mean_late - mean_early)``, so
+  per-frame features must carry what changes over time in a linearly readable form. ``W``
+  (zero-initialised) belongs to pretraining only: the saved backbone is a plain CLIP, and the
+  head's temporal transformer learns its own readout.
+- ``tag_text_weight > 0``: a caption-to-own-textual-tags InfoNCE (sentences of
+  ``tags_per_sentence`` tags, drawn as the features stage draws them), so the tiny text tower,
+  which has never seen the tag vocabulary, learns it (a real CLIP's already knows it). Only
+  textual tags: the image tower learns nothing from tags.
+- ``tag_visual_weight > 0``: a video-to-own-visual-tag-sentence InfoNCE, so keyword-list tag
+  sentences land near the videos they describe (as alt-text does for a real CLIP). Training
+  videos use their tags from ``tags.parquet``; fresh clips get tags written from their scenes in
+  the offline visual tagger's vocabulary (as the ``oracle`` tag control writes them). The test
+  split is never touched.
+- ``fresh_fraction > 0``: that share of every batch is newly generated synthetic clips
+  (:mod:`pipeline.backbone.stream`; synthetic data only), so the backbone stops memorising the
+  training videos; their captions are full scene descriptions with probability
+  ``fresh_full_captions``, and they come in groups of ``fresh_siblings`` look-alike scenes (hard
+  negatives colour cannot separate). The step count stays ``epochs`` x the split's batches.
+
+The tag options need ``tags.parquet`` and the fresh clips the prepared videos table, which the
+backbone stage of ``dvc.yaml`` does not pass: library callers (``experiments/``) hand them over as a
+:class:`~pipeline.backbone.pretrain_options.PretrainOptions`. This module does not import that one,
+so the stage's dependencies stay what the plain recipe reads.
 """
 
 from __future__ import annotations
@@ -18,7 +48,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -26,7 +56,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from pipeline.backbone.arch import CLIP_VOCAB_SIZE, ClipArch
-from pipeline.backbone.base import Backbone, BackboneFamily, BuildInputs, register_family
+from pipeline.backbone.base import Backbone, BackboneFamily, BuildInputs, TextBatch, register_family
 from pipeline.backbone.clip_model import ClipModel
 from pipeline.backbone.data import VideoTextSet, load_video_text_set
 from pipeline.config import to_dict
@@ -38,6 +68,11 @@ from pipeline.train.optim import WarmupCosine, is_no_decay
 log = logging.getLogger(__name__)
 
 EVAL_SPLITS = ("train", "val", "test")
+
+# The pretraining options' "off" values (params.yaml's): with these the recipe is the plain one.
+PRETRAIN_OPTIONS_OFF: dict[str, Any] = {
+    "temporal": "mean", "tag_text_weight": 0.0, "tag_visual_weight": 0.0, "tags_per_sentence": 6,
+    "fresh_fraction": 0.0, "fresh_full_captions": 0.0, "fresh_siblings": 1}
 
 
 @dataclass(frozen=True)
@@ -51,6 +86,11 @@ class TinyClipConfig:
     ``frames_per_sample`` random real frames, matched with ``captions_per_sample`` of its
     captions; AdamW with ``lr``, ``weight_decay`` (matrices only), linear warmup over
     ``warmup_frac`` of the steps then cosine decay; ``seed`` fixes init and sampling.
+    Pretraining options (off: :data:`PRETRAIN_OPTIONS_OFF`; see the module doc): ``temporal``
+    (``mean`` | ``delta`` readout), ``tag_text_weight`` and ``tag_visual_weight`` (tag-sentence
+    InfoNCE terms, sentences of ``tags_per_sentence`` tags), ``fresh_fraction`` (share of each
+    batch that is new synthetic clips), ``fresh_full_captions`` (their chance of a full scene
+    description) and ``fresh_siblings`` (look-alike scenes per group).
     """
 
     embed_dim: int
@@ -68,6 +108,13 @@ class TinyClipConfig:
     frames_per_sample: int
     captions_per_sample: int
     seed: int
+    temporal: Literal["mean", "delta"]
+    tag_text_weight: float
+    tag_visual_weight: float
+    tags_per_sentence: int
+    fresh_fraction: float
+    fresh_full_captions: float
+    fresh_siblings: int
 
     def __post_init__(self) -> None:
         positive = ("embed_dim", "vision_patch_size", "vision_width", "vision_layers", "text_width",
@@ -90,6 +137,44 @@ class TinyClipConfig:
             raise ValueError(f"tiny.weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.warmup_frac < 1:
             raise ValueError(f"tiny.warmup_frac must be in [0, 1), got {self.warmup_frac}")
+        self._check_options()
+
+    def _check_options(self) -> None:
+        if self.temporal not in ("mean", "delta"):
+            raise ValueError(f"tiny.temporal must be 'mean' or 'delta', got {self.temporal!r}")
+        for name in ("tag_text_weight", "tag_visual_weight"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"tiny.{name} must be >= 0 (0 = off), got {getattr(self, name)}")
+        if self.tags_per_sentence < 1:
+            raise ValueError(f"tiny.tags_per_sentence must be >= 1, got {self.tags_per_sentence}")
+        for name in ("fresh_fraction", "fresh_full_captions"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"tiny.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.fresh_siblings < 1:
+            raise ValueError(f"tiny.fresh_siblings must be >= 1 (1 = no look-alikes), got {self.fresh_siblings}")
+        if self.fresh_fraction > 0 and self.fresh_clips_per_batch == 0:
+            raise ValueError(f"tiny.fresh_fraction ({self.fresh_fraction}) x tiny.batch_size ({self.batch_size}) "
+                             "rounds to no fresh clip per batch: raise it or set it to 0")
+        if self.fresh_fraction == 0:
+            for name, off in (("fresh_full_captions", 0.0), ("fresh_siblings", 1)):
+                if getattr(self, name) != off:
+                    raise ValueError(f"tiny.{name} ({getattr(self, name)}) applies to fresh clips only: "
+                                     f"set tiny.fresh_fraction > 0, or {name} to {off}")
+
+    @property
+    def uses_options(self) -> bool:
+        """Whether pretraining needs :class:`~pipeline.backbone.pretrain_options.PretrainOptions`."""
+        return self.tag_text_weight > 0 or self.tag_visual_weight > 0 or self.fresh_fraction > 0
+
+    @property
+    def fresh_clips_per_batch(self) -> int:
+        return int(round(self.fresh_fraction * self.batch_size))
+
+    def source(self) -> dict[str, Any]:
+        """The config as the weights file records it: the pretraining options only when they differ
+        from :data:`PRETRAIN_OPTIONS_OFF`, so a default build writes the file it wrote before the
+        options existed."""
+        return {k: v for k, v in to_dict(self).items() if k not in PRETRAIN_OPTIONS_OFF or v != PRETRAIN_OPTIONS_OFF[k]}
 
     def check_sizes(self, image_size: int, context_length: int) -> None:
         """The sizes taken from elsewhere must fit this architecture."""
@@ -111,14 +196,46 @@ def tiny_arch(cfg: TinyClipConfig, image_size: int, context_length: int) -> Clip
     )
 
 
+class VideoReadout(torch.nn.Module):
+    """Pretraining-only video embedding from time-ordered frame embeddings (``temporal``, see the
+    module doc): the frame mean, plus ``W (mean_late - mean_early)`` for ``delta``."""
+
+    def __init__(self, dim: int, temporal: str) -> None:
+        super().__init__()
+        if temporal not in ("mean", "delta"):
+            raise ValueError(f"unknown temporal readout {temporal!r} (expected mean or delta)")
+        self.temporal = temporal
+        self.delta = torch.nn.Linear(dim, dim, bias=False) if temporal == "delta" else None
+        if self.delta is not None:
+            torch.nn.init.zeros_(self.delta.weight)
+
+    def forward(self, feats: torch.Tensor, frame_video: np.ndarray, num_videos: int) -> torch.Tensor:
+        """feats ``[F, D]`` of frames grouped by video and in time order within a video."""
+        index = torch.as_tensor(frame_video, dtype=torch.long, device=feats.device)
+        sums = torch.zeros(num_videos, feats.shape[1], dtype=feats.dtype, device=feats.device).index_add_(0, index, feats)
+        counts = torch.bincount(index, minlength=num_videos).clamp_min(1)
+        mean = sums / counts.unsqueeze(1)
+        if self.delta is None:
+            return mean
+        # Position of each frame within its video: frames of a video are contiguous.
+        starts = torch.cumsum(counts, 0) - counts
+        pos = torch.arange(len(index), device=feats.device) - starts[index]
+        n = counts[index]
+        half = n // 2  # odd counts: the middle frame is in neither half
+        late, early = pos >= n - half, pos < half
+        weight = (late.to(feats.dtype) - early.to(feats.dtype)) / half.clamp_min(1).to(feats.dtype)
+        change = torch.zeros_like(mean).index_add_(0, index, feats * weight.unsqueeze(1))
+        return mean + self.delta(change)
+
+
+_MEAN = VideoReadout(1, "mean")  # parameter-free
+
+
 def video_embeddings(backbone: Backbone, frames: np.ndarray, frame_video: np.ndarray,
-                     num_videos: int) -> torch.Tensor:
-    """Mean of the frame embeddings of each video: frames ``[F,S,S,3]``, ``frame_video[F]``."""
-    feats = backbone.encode_frames(frames)
-    index = torch.as_tensor(frame_video, dtype=torch.long, device=feats.device)
-    sums = torch.zeros(num_videos, feats.shape[1], dtype=feats.dtype, device=feats.device).index_add_(0, index, feats)
-    counts = torch.bincount(index, minlength=num_videos).clamp_min(1).unsqueeze(1)
-    return sums / counts
+                     num_videos: int, readout: VideoReadout | None = None) -> torch.Tensor:
+    """Video embeddings from frames ``[F,S,S,3]`` grouped by video in time order, ``frame_video[F]``:
+    the mean of the frame embeddings, or ``readout``'s."""
+    return (readout if readout is not None else _MEAN)(backbone.encode_frames(frames), frame_video, num_videos)
 
 
 def contrastive_loss(logit_scale: torch.Tensor, video: torch.Tensor, text: torch.Tensor,
@@ -131,7 +248,28 @@ def contrastive_loss(logit_scale: torch.Tensor, video: torch.Tensor, text: torch
     return multi_positive_info_nce(logits, text_video)["total"]
 
 
-def _optimizers(model: torch.nn.Module, cfg: TinyClipConfig) -> list[torch.optim.Optimizer]:
+TAG_DRAWS = 4  # pre-tokenised tag sentences per item for the tag terms (PretrainOptions.tag_tokens)
+
+
+def _draw_rows(items: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One random pre-tokenised tag sentence (row of :func:`tag_sentence_tokens`) per item."""
+    return np.asarray(items, dtype=np.int64) * TAG_DRAWS + rng.integers(TAG_DRAWS, size=len(items))
+
+
+def _cat_text(a: TextBatch, b: TextBatch) -> TextBatch:
+    return TextBatch(torch.cat([a.ids, b.ids]), torch.cat([a.mask, b.mask]),
+                     np.concatenate([np.asarray(a.truncated), np.asarray(b.truncated)]))
+
+
+def text_pair_loss(logit_scale: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE between two matched sets of text embeddings (row i with row i)."""
+    logits = logit_scale.exp() * F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
+    target = torch.arange(len(a))
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def _optimizers(model: torch.nn.Module, cfg: TinyClipConfig,
+                readout: torch.nn.Module | None = None) -> list[torch.optim.Optimizer]:
     """AdamW for the network (the training code's no-decay rule); lazy Adam for the vocabulary.
 
     The 49408-row token embedding holds most of the parameters but a synthetic caption set uses
@@ -144,6 +282,8 @@ def _optimizers(model: torch.nn.Module, cfg: TinyClipConfig) -> list[torch.optim
         if name == "token_embedding.weight":
             continue
         (plain if is_no_decay(name, p, embeddings) else decay).append(p)
+    if readout is not None:
+        plain.extend(readout.parameters())  # the delta map starts at zero and is meant to grow: no decay
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}]
     betas, eps = (0.9, 0.98), 1e-6  # CLIP's Adam settings
     return [torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, eps=eps, fused=True),
@@ -164,49 +304,111 @@ def _sample_batch(data: VideoTextSet, videos: np.ndarray, caps_of: list[np.ndarr
         caps = rng.choice(caps_of[v], size=min(cfg.captions_per_sample, len(caps_of[v])), replace=False)
         caption_idx.extend(caps.tolist())
         caption_video.extend([j] * len(caps))
+    if not frames:  # an all-fresh batch takes no split videos
+        return (np.empty((0, *data.frames.shape[2:]), np.uint8), np.empty(0, np.int64), np.empty(0, np.int64),
+                torch.empty(0, dtype=torch.long))
     return (np.concatenate(frames), np.asarray(frame_video), np.asarray(caption_idx),
             torch.as_tensor(caption_video))
 
 
+def _split_videos(num_videos: int, rng: np.random.Generator):
+    """Training-split video indices, one shuffled pass after another (batches with fresh clips)."""
+    while True:
+        yield from rng.permutation(num_videos)
+
+
 def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, image_size: int, context_length: int,
-                  progress: bool = True) -> tuple[ClipModel, dict[str, Any]]:
-    """Train a fresh tiny CLIP on ``data``; returns the eval-mode backbone and a history dict.
+                  progress: bool = True, options: Any = None) -> tuple[ClipModel, dict[str, Any]]:
+    """Train a fresh tiny CLIP on ``data``; returns the eval-mode backbone and a history dict
+    (``history["readout"]``: the trained pretraining-only :class:`VideoReadout`).
 
     Seeded (init, batches, frame and caption draws); on CPU with a fixed thread count the
     result is bit-for-bit reproducible. Does not touch the global torch RNG state.
+    ``options`` (:class:`~pipeline.backbone.pretrain_options.PretrainOptions`) serve the tag and
+    fresh-clip options: the clip geometry for ``fresh_fraction > 0``, the visual tagger's config
+    for ``tag_visual_weight > 0`` with fresh clips (``data`` then carries the split's tags).
     """
     num_videos = len(data.video_ids)
     if num_videos < 2:
         raise ValueError(f"contrastive pretraining needs >= 2 videos, got {num_videos}")
+    n_fresh = cfg.fresh_clips_per_batch
+    if cfg.tag_text_weight > 0 and data.caption_tags is None:
+        raise ValueError("tiny.tag_text_weight > 0 needs the captions' textual tags (tags.parquet)")
+    if cfg.tag_visual_weight > 0 and data.video_tags is None:
+        raise ValueError("tiny.tag_visual_weight > 0 needs the videos' visual tags (tags.parquet)")
+    if cfg.uses_options and options is None:
+        raise ValueError("tiny's tag and fresh-clip options need PretrainOptions "
+                         "(pipeline.backbone.pretrain_options): the clip geometry of the prepared videos, the tagger")
+    if n_fresh and options.geometry is None:
+        raise ValueError("tiny.fresh_fraction > 0 needs the clip geometry of the prepared videos")
+    fresh_tagger = options.fresh_tagger() if cfg.tag_visual_weight > 0 and n_fresh else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         backbone = ClipModel(tiny_arch(cfg, image_size, context_length).build().float(), "tiny").train()
+        readout = VideoReadout(cfg.embed_dim, cfg.temporal)
     model = backbone.model
     rng = np.random.default_rng(cfg.seed)
     text = backbone.tokenize(data.captions, context_length)
     if text.truncated.any():
         log.info("%d of %d captions truncated to %d tokens", text.truncated.sum(), len(text), context_length)
     caps_of = data.captions_of()
+    caption_tag_text = video_tag_text = None
+    if cfg.tag_text_weight > 0:
+        caption_tag_text = options.tag_tokens(backbone, data.caption_tags, data.caption_ids,
+                                              cfg.tags_per_sentence, cfg.seed, context_length, "textual")
+    if cfg.tag_visual_weight > 0:
+        video_tag_text = options.tag_tokens(backbone, data.video_tags, data.video_ids, cfg.tags_per_sentence,
+                                            cfg.seed, context_length, "visual")
     batch = min(cfg.batch_size, num_videos)
     # Drop a last batch of one video: InfoNCE needs negatives.
     per_epoch = num_videos // batch + (1 if num_videos % batch >= 2 else 0)
     total = per_epoch * cfg.epochs
-    optimizers = _optimizers(model, cfg)
+    split_order = _split_videos(num_videos, rng)  # lazy: draws nothing unless there are fresh clips
+    optimizers = _optimizers(model, cfg, readout)
     schedule = WarmupCosine(int(cfg.warmup_frac * total), total)
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, schedule) for o in optimizers]
     epoch_losses: list[float] = []
     start = time.perf_counter()
     bar = tqdm(total=total, desc="pretrain tiny CLIP", unit="step", disable=not progress, mininterval=1.0)
+    step = 0
     for _ in range(cfg.epochs):
-        order = rng.permutation(num_videos)
+        if not n_fresh:
+            order = rng.permutation(num_videos)
         losses = []
         for b in range(per_epoch):
-            videos = order[b * batch: (b + 1) * batch]
+            if n_fresh:
+                videos = np.array([next(split_order) for _ in range(cfg.batch_size - n_fresh)], dtype=np.int64)
+            else:
+                videos = order[b * batch: (b + 1) * batch]
             frames, frame_video, caption_idx, caption_video = _sample_batch(data, videos, caps_of, cfg, rng)
-            video = video_embeddings(backbone, frames, frame_video, len(videos))
             picked = text.rows(caption_idx)
-            loss = contrastive_loss(model.logit_scale, video, backbone.encode_text(picked.ids, picked.mask),
-                                    caption_video)
+            n_videos = len(videos)
+            video_tags = None
+            if video_tag_text is not None and n_videos:
+                video_tags = video_tag_text.rows(_draw_rows(videos, rng))
+            if n_fresh:
+                fresh = options.fresh(n_fresh, cfg.frames_per_sample, cfg.captions_per_sample,
+                                      cfg.seed, step, cfg.fresh_full_captions, cfg.fresh_siblings)
+                frames = np.concatenate([frames, fresh.frames]) if len(frames) else fresh.frames
+                frame_video = np.concatenate([frame_video, fresh.frame_video + n_videos])
+                picked = _cat_text(picked, backbone.tokenize(fresh.captions, context_length))
+                caption_video = torch.cat([caption_video, torch.as_tensor(fresh.caption_video) + n_videos])
+                if fresh_tagger is not None:
+                    fresh_tags = backbone.tokenize(fresh_tagger.sentences(fresh.scenes, cfg.tags_per_sentence, rng),
+                                                   context_length)
+                    video_tags = fresh_tags if video_tags is None else _cat_text(video_tags, fresh_tags)
+                n_videos += n_fresh
+            step += 1
+            video = video_embeddings(backbone, frames, frame_video, n_videos, readout)
+            caption_emb = backbone.encode_text(picked.ids, picked.mask)
+            loss = contrastive_loss(model.logit_scale, video, caption_emb, caption_video)
+            if caption_tag_text is not None and len(caption_idx) > 1:
+                tags = caption_tag_text.rows(_draw_rows(caption_idx, rng))
+                loss = loss + cfg.tag_text_weight * text_pair_loss(
+                    model.logit_scale, caption_emb[:len(caption_idx)], backbone.encode_text(tags.ids, tags.mask))
+            if video_tags is not None and n_videos > 1:
+                loss = loss + cfg.tag_visual_weight * contrastive_loss(
+                    model.logit_scale, video, backbone.encode_text(video_tags.ids, video_tags.mask))
             for o in optimizers:
                 o.zero_grad(set_to_none=True)
             loss.backward()
@@ -222,14 +424,16 @@ def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, image_size: int, cont
     bar.close()
     model.token_embedding.sparse = False
     history = {"epoch_loss": epoch_losses, "steps": total, "seconds": time.perf_counter() - start,
-               "logit_scale": float(model.logit_scale.detach().exp())}
+               "logit_scale": float(model.logit_scale.detach().exp()), "readout": readout.eval()}
     return backbone.eval(), history
 
 
 @torch.no_grad()
-def retrieval_r1(backbone: Backbone, data: VideoTextSet, max_words: int, batch_size: int = 256) -> dict[str, float]:
-    """R@1 (fractions) of frame-mean video embeddings against captions: t2v over captions, v2t
-    over videos (a video is retrieved when its best caption is any of its own)."""
+def retrieval_r1(backbone: Backbone, data: VideoTextSet, max_words: int, batch_size: int = 256,
+                 readout: VideoReadout | None = None) -> dict[str, float]:
+    """R@1 (fractions) of video embeddings (frame mean, or ``readout`` over all real frames)
+    against captions: t2v over captions, v2t over videos (a video is retrieved when its best
+    caption is any of its own)."""
     backbone.eval()
     videos = []
     per_chunk = max(1, batch_size // data.frames.shape[1])
@@ -238,7 +442,7 @@ def retrieval_r1(backbone: Backbone, data: VideoTextSet, max_words: int, batch_s
         sel = data.mask[v]
         frames = data.frames[v][sel]
         frame_video = np.repeat(np.arange(len(v)), sel.sum(axis=1))
-        videos.append(video_embeddings(backbone, frames, frame_video, len(v)))
+        videos.append(video_embeddings(backbone, frames, frame_video, len(v), readout))
     video = F.normalize(torch.cat(videos), dim=-1)
     text = F.normalize(torch.cat([backbone.encode_texts(data.captions[i: i + batch_size], max_words)
                                   for i in range(0, len(data.captions), batch_size)]), dim=-1)
@@ -261,21 +465,30 @@ class TinyClip(BackboneFamily):
 
         if inputs.frames_dir is None or inputs.captions is None:
             raise ValueError("the tiny backbone is pretrained on the frames and captions: pass both")
+        tiny, options = cfg.tiny, inputs.pretrain_options
+        if tiny.uses_options and options is None:
+            raise ValueError("backbone.tiny.tag_text_weight, tag_visual_weight and fresh_fraction need tags.parquet "
+                             "and the prepared videos table, which the backbone stage does not pass: build through "
+                             "build_backbone(..., pretrain_options=PretrainOptions.from_files(...))")
         image_size = FrameStore(inputs.frames_dir).image_size
         train = load_video_text_set(inputs.frames_dir, inputs.captions, "train")
+        if options is not None:
+            train = options.attach_tags(train)
         log.info("pretraining tiny CLIP on %d train videos, %d captions", len(train.video_ids), len(train.captions))
-        backbone, history = pretrain_tiny(cfg.tiny, train, image_size, inputs.max_words, progress=progress)
+        backbone, history = pretrain_tiny(tiny, train, image_size, inputs.max_words, progress=progress,
+                                          options=options)
         log.info("tiny CLIP: %d steps in %.1f s", history["steps"], history["seconds"])
-        r1 = {"train": retrieval_r1(backbone, train, inputs.max_words)}
+        readout = history.pop("readout")
+        r1 = {"train": retrieval_r1(backbone, train, inputs.max_words, readout=readout)}
         for split in EVAL_SPLITS[1:]:
             try:
                 r1[split] = retrieval_r1(backbone, load_video_text_set(inputs.frames_dir, inputs.captions, split),
-                                         inputs.max_words)
+                                         inputs.max_words, readout=readout)
             except ValueError as err:  # the split is absent from this dataset
                 log.info("no %s evaluation: %s", split, err)
         metrics = {"steps": history["steps"], "first_epoch_loss": history["epoch_loss"][0],
                    "last_epoch_loss": history["epoch_loss"][-1], "logit_scale": history["logit_scale"], "r1": r1}
-        source = {"kind": "tiny", "config": to_dict(cfg.tiny), "image_size": image_size,
+        source = {"kind": "tiny", "config": tiny.source(), "image_size": image_size,
                   "context_length": inputs.max_words}
         return backbone, source, metrics
 

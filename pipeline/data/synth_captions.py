@@ -161,16 +161,16 @@ def _np_text(track: ShapeTrack, level: str, rng: np.random.Generator, subject: b
     return _pick(rng, VAGUE if level == "vague" else OTHER)
 
 
-def _verb_text(track: ShapeTrack, fact: str, rng: np.random.Generator) -> str:
+def _verb_text(track: ShapeTrack, fact: str, rng: np.random.Generator, when: bool = True) -> str:
     if fact == "motion":
         return _pick(rng, MOTION_VERBS[track.motion])
     if fact == "size":
         return _pick(rng, SIZE_VERBS[track.size_change])
     verb = _pick(rng, EVENT_VERBS[track.event]).format(c=track.new_colour)
-    return verb + _pick(rng, WHEN)
+    return verb + _pick(rng, WHEN) if when else verb
 
 
-def _render(plan: _Plan, scene: Scene, rng: np.random.Generator) -> str:
+def _render(plan: _Plan, scene: Scene, rng: np.random.Generator, when: bool = True) -> str:
     tracks = [scene.shapes[c.shape] for c in plan.clauses]
     subject = plan.template == "action"
     nps = [_np_text(t, c.np, rng, subject) for t, c in zip(tracks, plan.clauses)]
@@ -179,7 +179,7 @@ def _render(plan: _Plan, scene: Scene, rng: np.random.Generator) -> str:
         return _pick(rng, PRESENCE_ONE).format(np=nps[0], b=bg)
     if plan.template == "presence_pair":
         return _pick(rng, PRESENCE_TWO).format(np=nps[0], np2=nps[1], b=bg)
-    parts = [f"{np} " + " and ".join(_verb_text(t, v, rng) for v in c.verbs)
+    parts = [f"{np} " + " and ".join(_verb_text(t, v, rng, when) for v in c.verbs)
              for np, t, c in zip(nps, tracks, plan.clauses)]
     text = _pick(rng, JOINS).join(parts)
     if plan.background == "suffix":
@@ -218,3 +218,18 @@ def sample_captions(scene: Scene, count: int, rng: np.random.Generator,
     while len(out) < count:  # tiny scenes can run out of wordings: repeats are still true
         out.append(sample_caption(scene, rng))
     return out
+
+
+def describe_scene(scene: Scene, rng: np.random.Generator) -> tuple[str, frozenset[str]]:
+    """A caption stating *every* fact of ``scene`` (each shape in full, all it does, the
+    background), with the same wordings as the partial captions.
+
+    Not used for the dataset (its captions are partial on purpose); dense captions give a
+    pretraining corpus (:mod:`pipeline.backbone.stream`) a signal for every attribute at once,
+    as descriptive alt-text does for a real CLIP.
+    """
+    order = [int(i) for i in rng.permutation(len(scene.shapes))]
+    plan = _Plan("action", [_Clause(i, "full", verb_facts(scene.shapes[i])) for i in order],
+                 str(rng.choice(["suffix", "lead"])))
+    text = " ".join(_render(plan, scene, rng, when=False).split())  # no "later on": shorter
+    return text, plan.mentions()

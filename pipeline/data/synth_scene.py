@@ -134,3 +134,21 @@ def sample_scene(rng: np.random.Generator, num_frames: int, fps: int) -> Scene:
                 break
         tracks.append(track)
     return Scene(background, tuple(tracks), num_frames, fps)
+
+
+def sibling_scene(scene: Scene, rng: np.random.Generator) -> Scene:
+    """A scene that looks the same at a glance: same background, colours and events, but new
+    shape kinds, motions, size changes and positions.
+
+    Used for hard negatives in backbone pretraining (:mod:`pipeline.backbone.stream`): a batch
+    of siblings cannot be told apart by colour, so a contrastive model must learn the rest.
+    """
+    tracks: list[ShapeTrack] = []
+    for old in scene.shapes:
+        shape = str(rng.choice(SHAPES))
+        for _ in range(30):
+            track = _track(rng, shape, old.colour, old.event, old.new_colour)
+            if not any(_overlap(track, other) for other in tracks):
+                break
+        tracks.append(track)
+    return Scene(scene.background, tuple(tracks), scene.num_frames, scene.fps)

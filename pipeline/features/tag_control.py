@@ -135,6 +135,13 @@ def default_clean(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(t for t in (normalise(i, stopwords) for i in items) if t))
 
 
+def scene_visual_tags(scene: Mapping[str, Any], temperature: float, seed: int, lexicon: Lexicon,
+                      cfg: OfflineVisualConfig,
+                      clean: Callable[[Sequence[str]], list[str]] = default_clean) -> list[str]:
+    """One cleaned oracle answer for ``scene`` (e.g. a fresh pretraining clip's tags)."""
+    return clean(parse_response(oracle_answer(scene, temperature, seed, lexicon, cfg)).items)
+
+
 def oracle_visual_tags(video_ids: Sequence[str], truth: Mapping[str, Any], lexicon: Lexicon,
                        cfg: OfflineVisualConfig, base_seed: int,
                        temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
@@ -146,9 +153,8 @@ def oracle_visual_tags(video_ids: Sequence[str], truth: Mapping[str, Any], lexic
         if vid not in truth:
             raise ValueError(f"video {vid!r} has no ground truth (oracle tags need synthetic_truth.json)")
         scene = truth[vid]["scene"]
-        answers = [oracle_answer(scene, t, derive_seed(base_seed, vid, t), lexicon, cfg)
-                   for t in sorted(temperatures)]
-        out.append(merge_ordered(clean(parse_response(a).items) for a in answers))
+        out.append(merge_ordered(scene_visual_tags(scene, t, derive_seed(base_seed, vid, t), lexicon, cfg, clean)
+                                 for t in sorted(temperatures)))
     return out
 
 
