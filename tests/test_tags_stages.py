@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -94,7 +95,11 @@ def test_raw_files_follow_the_contract(tagged):
             answers[key] = list(df["response"])
         for i in range(len(ids)):  # the four temperatures give four different answers per item
             assert len({answers[k][i] for k in TEMPS}) == 4
-    assert not (tagged / "cache.sqlite").exists()  # the offline backend needs no cache
+    # the offline backends ask no server: the cache holds only the pixel analyses (one per video)
+    with sqlite3.connect(tagged / "cache.sqlite") as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert tables == {"visual_analysis"}
+        assert db.execute("SELECT COUNT(*) FROM visual_analysis").fetchone()[0] == len(VIDEOS)
 
 
 def test_tags_merge_cleaned_answers_in_temperature_order(tagged):
@@ -219,6 +224,31 @@ def test_offline_video_tagger_gives_the_same_file_on_any_number_of_processes(dat
     assert outs[0] == outs[1] == outs[2]
     with pytest.raises(ConfigError, match="workers must be in"):
         from_mapping(TagVideoConfig, raw | {"workers": 0}, "tag_video")
+
+
+def test_pixel_analysis_is_cached_across_temperatures_and_keyed_by_frames_and_knobs(data, tmp_path, monkeypatch):
+    import pipeline.tags.tag_video as tv
+
+    calls = []
+    real = tv.analyse_video
+    monkeypatch.setattr(tv, "analyse_video", lambda *a: calls.append(1) or real(*a))
+    raw = default_params()["tag_video"]
+    cfg = from_mapping(TagVideoConfig, raw, "tag_video")
+    cache = tmp_path / "cache.sqlite"
+    frames = data / "vlm_frames.parquet"
+    first = tag_video(cfg, frames, 0.7, cache, tmp_path / "a.parquet")
+    assert len(calls) == len(VIDEOS)
+    again = tag_video(cfg, frames, 0.9, cache, tmp_path / "b.parquet")
+    assert len(calls) == len(VIDEOS)  # the other temperature only samples
+    # a cached analysis gives exactly the answer of a fresh one
+    fresh = tag_video(cfg, frames, 0.9, tmp_path / "other.sqlite", tmp_path / "c.parquet")
+    assert [r.response for r in again] == [r.response for r in fresh]
+    assert (tmp_path / "b.parquet").read_bytes() == (tmp_path / "c.parquet").read_bytes()
+    assert [r.response for r in first] != [r.response for r in again]
+    # another tagger knob misses the cache
+    knob = from_mapping(TagVideoConfig, raw | {"offline": raw["offline"] | {"size_ratio": 1.4}}, "tag_video")
+    tag_video(knob, frames, 0.7, cache, tmp_path / "d.parquet")
+    assert len(calls) == 2 * len(VIDEOS) + len(VIDEOS)
 
 
 def test_frames_reader_refuses_broken_files(tmp_path):

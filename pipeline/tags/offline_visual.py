@@ -9,9 +9,10 @@ of objects. Detected concepts become a top-N answer through :func:`sample_tags`.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -159,10 +160,25 @@ def video_concepts(background: str, objects: Sequence[ObjectEvents], lexicon: Le
     return out
 
 
-def tag_frames(jpegs: Sequence[bytes], temperature: float, seed: int, lexicon: Lexicon,
-               cfg: OfflineVisualConfig) -> str:
-    """A bullet-list answer for one video's frames (same form as a VLM's)."""
-    background, objects = analyse_video(jpegs, lexicon, cfg)
+def tag_analysis(background: str, objects: Sequence[ObjectEvents], temperature: float, seed: int,
+                 lexicon: Lexicon, cfg: OfflineVisualConfig) -> str:
+    """A bullet-list answer from an :func:`analyse_video` result (same form as a VLM's)."""
     concepts = video_concepts(background, objects, lexicon, cfg)
     rng = np.random.default_rng(seed)
     return bullet_list(sample_tags(concepts, lexicon.fillers, temperature, rng, cfg.sampling))
+
+
+def tag_frames(jpegs: Sequence[bytes], temperature: float, seed: int, lexicon: Lexicon,
+               cfg: OfflineVisualConfig) -> str:
+    """A bullet-list answer for one video's frames (same form as a VLM's)."""
+    return tag_analysis(*analyse_video(jpegs, lexicon, cfg), temperature, seed, lexicon, cfg)
+
+
+def analysis_to_json(background: str, objects: Sequence[ObjectEvents]) -> str:
+    return json.dumps({"background": background, "objects": [asdict(o) for o in objects]})
+
+
+def analysis_from_json(text: str) -> tuple[str, list[ObjectEvents]]:
+    data = json.loads(text)
+    return data["background"], [ObjectEvents(**{**o, "colours": tuple(o["colours"])})
+                                for o in data["objects"]]

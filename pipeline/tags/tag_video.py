@@ -12,6 +12,7 @@ from typing import Literal
 from tqdm import tqdm
 
 from pipeline.parallel import ordered_map
+from pipeline.tags.analysis_cache import AnalysisCache, analysis_key
 from pipeline.tags.bodies import Sampling, video_request
 from pipeline.tags.client import OpenAIConfig
 from pipeline.tags.common import (answered_row, check_and_write, offline_fingerprint, offline_row,
@@ -19,7 +20,8 @@ from pipeline.tags.common import (answered_row, check_and_write, offline_fingerp
 from pipeline.tags.generate import TagRequest, generate_answers, iter_requests
 from pipeline.tags.inputs import VideoFrames, count_videos, iter_video_frames
 from pipeline.tags.lexicon import Lexicon, load_lexicon
-from pipeline.tags.offline_visual import OfflineVisualConfig, tag_frames
+from pipeline.tags.offline_visual import (OfflineVisualConfig, analyse_video, analysis_from_json,
+                                          analysis_to_json, tag_analysis)
 from pipeline.tags.prompts import PromptTemplate, load_prompt
 from pipeline.tags.raw import RawRow
 from pipeline.tags.seeds import check_temperature, derive_seed
@@ -80,48 +82,65 @@ def _openai_rows(frames_path: Path, cfg: TagVideoConfig, temperature: float,
 
 _worker_state: tuple[Lexicon, OfflineVisualConfig] | None = None
 
+# (video id, JPEG frames or () when the analysis is cached, temperature, seed, cached analysis)
+_Job = tuple[str, tuple[bytes, ...], float, int, str | None]
+
 
 def _init_offline_worker(lexicon: Lexicon, cfg: OfflineVisualConfig) -> None:
     global _worker_state
     _worker_state = (lexicon, cfg)
 
 
-def _tag_offline(job: tuple[VideoFrames, float, int]) -> tuple[str, int, str]:
-    """(video id, seed, answer) for one video: runs in a worker process (or in-process)."""
-    video, temperature, seed = job
+def _tag_offline(job: _Job) -> tuple[str, int, str, str | None]:
+    """(video id, seed, answer, the analysis if computed here) for one video, in a worker process
+    (or in-process): the pixel analysis unless cached, then the temperature's sampling."""
+    item_id, jpegs, temperature, seed, cached = job
     if _worker_state is None:
         raise RuntimeError("offline visual tagger: worker not initialised")
-    return video.item_id, seed, tag_frames(video.jpegs, temperature, seed, *_worker_state)
+    lexicon, cfg = _worker_state
+    computed = None if cached is not None else analysis_to_json(*analyse_video(jpegs, lexicon, cfg))
+    background, objects = analysis_from_json(cached if cached is not None else computed)
+    return item_id, seed, tag_analysis(background, objects, temperature, seed, lexicon, cfg), computed
 
 
-def _offline_jobs(frames_path: Path, cfg: TagVideoConfig,
-                  temperature: float) -> Iterator[tuple[VideoFrames, float, int]]:
-    seen: set[str] = set()
+def _offline_jobs(frames_path: Path, cfg: TagVideoConfig, temperature: float, cache: AnalysisCache,
+                  fingerprint: str, keys: dict[str, str]) -> Iterator[_Job]:
     for video in iter_video_frames(frames_path):
-        if video.item_id in seen:
+        if video.item_id in keys:
             raise ValueError(f"{frames_path}: video {video.item_id!r} appears twice")
-        seen.add(video.item_id)
-        yield video, temperature, derive_seed(cfg.seed, video.item_id, temperature)
+        keys[video.item_id] = key = analysis_key(video.jpegs, fingerprint)
+        cached = cache.get(key)
+        yield (video.item_id, () if cached is not None else tuple(video.jpegs), temperature,
+               derive_seed(cfg.seed, video.item_id, temperature), cached)
 
 
-def _offline_rows(frames_path: Path, cfg: TagVideoConfig, temperature: float) -> list[RawRow]:
-    """The pixel tagger over every video on ``cfg.workers`` processes (the same rows for any count)."""
+def _offline_rows(frames_path: Path, cfg: TagVideoConfig, temperature: float,
+                  cache_path: Path) -> list[RawRow]:
+    """The pixel tagger over every video on ``cfg.workers`` processes (the same rows for any count).
+
+    Each video's pixel analysis is cached in ``cache_path`` (it does not depend on the
+    temperature), so the other temperatures' stages only sample.
+    """
     lexicon = load_lexicon(cfg.offline.lexicon)
     fingerprint = offline_fingerprint(cfg.offline, lexicon.sha256)
-    jobs = _offline_jobs(frames_path, cfg, temperature)
-    with contextlib.ExitStack() as stack:
+    rows, keys = [], {}
+    with AnalysisCache(cache_path) as cache, contextlib.ExitStack() as stack:
+        jobs = _offline_jobs(frames_path, cfg, temperature, cache, fingerprint, keys)
         if cfg.workers == 1:  # in-process: no pool start-up
             _init_offline_worker(lexicon, cfg.offline)
-            answers: Iterator[tuple[str, int, str]] = map(_tag_offline, jobs)
+            answers: Iterator[tuple[str, int, str, str | None]] = map(_tag_offline, jobs)
         else:
             pool = stack.enter_context(ProcessPoolExecutor(
                 cfg.workers, initializer=_init_offline_worker, initargs=(lexicon, cfg.offline)))
             answers = ordered_map(_tag_offline, jobs, pool, 4 * cfg.workers)
         progress = tqdm(answers, total=count_videos(frames_path),
                         desc=f"tag_video offline T={temperature:g}", unit="video")
-        return [offline_row(item_id, temperature, seed, OFFLINE_VISUAL_MODEL,
-                            f"lexicon-{lexicon.sha256[:16]}", fingerprint, text)
-                for item_id, seed, text in progress]
+        for item_id, seed, text, computed in progress:
+            if computed is not None:
+                cache.put(keys[item_id], computed)
+            rows.append(offline_row(item_id, temperature, seed, OFFLINE_VISUAL_MODEL,
+                                    f"lexicon-{lexicon.sha256[:16]}", fingerprint, text))
+    return rows
 
 
 def tag_video(cfg: TagVideoConfig, frames_path: Path, temperature: float, cache_path: Path,
@@ -136,7 +155,7 @@ def tag_video(cfg: TagVideoConfig, frames_path: Path, temperature: float, cache_
         rows = _openai_rows(frames_path, cfg, temperature, cache_path)
         limit, param = cfg.openai.max_failed_fraction, "tag_video.openai.max_failed_fraction"
     else:
-        rows = _offline_rows(frames_path, cfg, temperature)
+        rows = _offline_rows(frames_path, cfg, temperature, cache_path)
         limit, param = 0.0, "the offline tagger (no failure allowed)"
     check_and_write(rows, out_path, limit, f"at T={temperature:g}", param)
     return rows

@@ -1,0 +1,58 @@
+"""Cache of the offline visual tagger's pixel analysis, shared by the tag_video@tNN stages.
+
+The analysis of a video (background, tracked objects and what they do) does not depend on the
+temperature; only the sampling of the answer does. The four temperature stages therefore
+analyse each video once between them. The key hashes the video's JPEG frames and the tagger's
+fingerprint (its knobs and lexicon), so any change of either misses; entries live in their own
+table of the stages' answer cache file (SQLite, WAL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.tags.cache import CacheError
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS visual_analysis (key TEXT PRIMARY KEY, analysis TEXT NOT NULL)"
+
+
+def analysis_key(jpegs: Sequence[bytes], fingerprint: str) -> str:
+    h = hashlib.sha256(fingerprint.encode())
+    for jpeg in jpegs:
+        h.update(len(jpeg).to_bytes(8, "little"))
+        h.update(jpeg)
+    return h.hexdigest()
+
+
+class AnalysisCache:
+    """``with AnalysisCache(path) as c: c.get(key) / c.put(key, analysis_json)``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as err:
+            raise CacheError(f"{self.path}: cannot open the tag cache ({err}); delete it to start over") from None
+
+    def get(self, key: str) -> str | None:
+        row = self._db.execute("SELECT analysis FROM visual_analysis WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def put(self, key: str, analysis: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO visual_analysis (key, analysis) VALUES (?, ?)", (key, analysis))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> AnalysisCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
