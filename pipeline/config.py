@@ -43,14 +43,18 @@ def load_section(cls: type[T], section: str, params_path: str | Path = "params.y
     return from_mapping(cls, data[section], where=f"{params_path}: {section}")
 
 
-def from_mapping(cls: type[T], mapping: Any, where: str) -> T:
-    """Build dataclass ``cls`` from a mapping, checking keys and types recursively."""
+def _init_fields(cls: type, mapping: Any, where: str) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    """(type hints, init fields by name) of dataclass ``cls``, once ``mapping`` is known to be a dict."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(mapping, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(mapping).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
+def from_mapping(cls: type[T], mapping: Any, where: str) -> T:
+    """Build dataclass ``cls`` from a mapping, checking keys and types recursively."""
+    hints, fields = _init_fields(cls, mapping, where)
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
         raise ConfigError(
@@ -179,12 +183,7 @@ def from_stored(cls: type[T], mapping: Any, where: str, legacy: dict[str, Any] |
     error, naming the key. Types and values are checked as in params.yaml.
     """
     legacy = legacy or {}
-    if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"{cls!r} is not a dataclass")
-    if not isinstance(mapping, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(mapping).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints, fields = _init_fields(cls, mapping, where)
     mapping = dict(mapping)
     for name in sorted(set(mapping) - set(fields)):
         if dropped is not None:

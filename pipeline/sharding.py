@@ -48,17 +48,24 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
 
 
-def current_shard() -> Shard:
-    """This process's place among torchrun's workers (joins a gloo group when there are several)."""
+def torchrun_ranks() -> Shard:
+    """This process's place among torchrun's workers (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``;
+    one process when they are absent), checked; joins no process group."""
     world, rank, local = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     if not 0 <= rank < world:
         raise ValueError(f"RANK={rank} is outside WORLD_SIZE={world}")
-    if world > 1:
+    return Shard(rank=rank, world_size=world, local_rank=local)
+
+
+def current_shard() -> Shard:
+    """This process's place among torchrun's workers (joins a gloo group when there are several)."""
+    shard = torchrun_ranks()
+    if shard.distributed:
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            dist.init_process_group(backend="gloo", rank=rank, world_size=world)
-    return Shard(rank=rank, world_size=world, local_rank=local)
+            dist.init_process_group(backend="gloo", rank=shard.rank, world_size=shard.world_size)
+    return shard
 
 
 def block(n_items: int, shard: Shard, granularity: int = 1) -> range:

@@ -56,5 +56,5 @@ def test_early_exit_starts_nothing_new_and_errors_propagate():
 
     with ThreadPoolExecutor(2) as pool, pytest.raises(ValueError, match="bad item 2"):
         list(ordered_map(boom, range(5), pool, 2))
-    with pytest.raises(ValueError, match="window must be >= 1"):
-        list(ordered_map(boom, range(5), ThreadPoolExecutor(1), 0))
+    with ThreadPoolExecutor(1) as pool, pytest.raises(ValueError, match="window must be >= 1"):
+        list(ordered_map(boom, range(5), pool, 0))

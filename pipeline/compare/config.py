@@ -4,22 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.retrieval.uncertainty import METRICS
+from pipeline.retrieval.uncertainty import METRICS, BootstrapConfig
 
 
-@dataclass(frozen=True)
-class BootstrapSettings:
-    """Paired cluster bootstrap: ``resamples`` draws of the test videos (seeded), intervals at ``level``."""
-
-    resamples: int
-    seed: int
-    level: float
-
-    def __post_init__(self) -> None:
-        if self.resamples < 100:
-            raise ValueError(f"bootstrap.resamples must be >= 100, got {self.resamples}")
-        if not 0.5 <= self.level < 1:
-            raise ValueError(f"bootstrap.level must be in [0.5, 1), got {self.level}")
+# The paired bootstrap draws the same way as evaluate's intervals (one settings type).
+BootstrapSettings = BootstrapConfig
 
 
 @dataclass(frozen=True)

@@ -6,22 +6,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pipeline.retrieval import RetrievalConfig
+from pipeline.retrieval.uncertainty import BootstrapConfig
 
-
-@dataclass(frozen=True)
-class BootstrapConfig:
-    """95% intervals of every metric: ``resamples`` cluster-bootstrap draws of the test videos
-    (with all their captions), seeded; ``level`` is the interval's coverage."""
-
-    resamples: int
-    seed: int
-    level: float
-
-    def __post_init__(self) -> None:
-        if self.resamples < 100:
-            raise ValueError(f"bootstrap.resamples must be >= 100, got {self.resamples}")
-        if not 0.5 <= self.level < 1:
-            raise ValueError(f"bootstrap.level must be in [0.5, 1), got {self.level}")
+__all__ = ["BootstrapConfig", "EvaluateConfig"]
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,23 @@ LOWER_IS_BETTER = frozenset({"MdR", "MnR"})
 
 
 @dataclass(frozen=True)
+class BootstrapConfig:
+    """Cluster-bootstrap settings: ``resamples`` seeded draws of the test videos (with all their
+    captions); ``level`` is the intervals' coverage. Shared by ``evaluate`` (intervals) and
+    ``compare`` (paired differences)."""
+
+    resamples: int
+    seed: int
+    level: float
+
+    def __post_init__(self) -> None:
+        if self.resamples < 100:
+            raise ValueError(f"bootstrap.resamples must be >= 100, got {self.resamples}")
+        if not 0.5 <= self.level < 1:
+            raise ValueError(f"bootstrap.level must be in [0.5, 1), got {self.level}")
+
+
+@dataclass(frozen=True)
 class Entries:
     """Ranks to summarise, each with the cluster (test video) it belongs to."""
 

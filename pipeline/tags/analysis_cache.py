@@ -10,11 +10,10 @@ table of the stages' answer cache file (SQLite, WAL).
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.tags.cache import CacheError
+from pipeline.tags.cache import open_cache_db
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS visual_analysis (key TEXT PRIMARY KEY, analysis TEXT NOT NULL)"
 
@@ -32,14 +31,7 @@ class AnalysisCache:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
-        except sqlite3.DatabaseError as err:
-            raise CacheError(f"{self.path}: cannot open the tag cache ({err}); delete it to start over") from None
+        self._db = open_cache_db(self.path, _SCHEMA, "the tag cache")
 
     def get(self, key: str) -> str | None:
         row = self._db.execute("SELECT analysis FROM visual_analysis WHERE key = ?", (key,)).fetchone()

@@ -69,21 +69,37 @@ def request_key(revision: str, path: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def open_cache_db(path: Path, schema: str, what: str) -> sqlite3.Connection:
+    """An autocommit SQLite connection to ``path`` in WAL mode with ``schema`` applied.
+
+    WAL: readers never block the writer, and a commit is durable against a killed process
+    (synchronous=NORMAL only risks the last commits on power loss). A file that is not a
+    database raises :class:`CacheError` naming ``what``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = None
+    try:
+        db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(schema)
+        return db
+    except sqlite3.DatabaseError as err:
+        if db is not None:
+            db.close()
+        raise CacheError(f"{path}: cannot open {what} ({err}); delete it to start over") from None
+
+
 class AnswerCache:
     """``with AnswerCache(path) as cache: cache.get(key) / cache.put(key, answer, verdict)``."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = open_cache_db(self.path, _SCHEMA, "the tag answer cache")
         try:
-            self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-            # WAL: readers never block the writer, and a commit is durable against a killed
-            # process (synchronous=NORMAL only risks the last commits on power loss).
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
             self._migrate()
         except sqlite3.DatabaseError as err:
+            self._db.close()
             raise CacheError(f"{self.path}: cannot open the tag answer cache ({err}); "
                                f"delete it to start over") from None
 

@@ -98,8 +98,11 @@ def _tag_offline(job: _Job) -> tuple[str, int, str, str | None]:
     if _worker_state is None:
         raise RuntimeError("offline visual tagger: worker not initialised")
     lexicon, cfg = _worker_state
-    computed = None if cached is not None else analysis_to_json(*analyse_video(jpegs, lexicon, cfg))
-    background, objects = analysis_from_json(cached if cached is not None else computed)
+    if cached is None:
+        background, objects = analyse_video(jpegs, lexicon, cfg)
+        computed: str | None = analysis_to_json(background, objects)
+    else:
+        (background, objects), computed = analysis_from_json(cached), None
     return item_id, seed, tag_analysis(background, objects, temperature, seed, lexicon, cfg), computed
 
 

@@ -15,59 +15,34 @@ global-batch loss, as a single process on the whole batch would compute it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from pipeline.device import resolve_device
+from pipeline.sharding import Shard, torchrun_ranks
 
 
 @dataclass(frozen=True)
-class DistContext:
-    """Where this process runs: its rank among ``world_size`` and its device."""
+class DistContext(Shard):
+    """Where this process runs: its rank among ``world_size`` (only rank 0 logs, shows progress
+    bars and writes files) and its device."""
 
-    rank: int
-    world_size: int
-    local_rank: int
     device: torch.device
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        """Only rank 0 logs, shows progress bars and writes files."""
-        return self.rank == 0
-
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
 
 
 def init_distributed(device_preference: str) -> DistContext:
     """Read torchrun's variables; join the process group when there is more than one rank."""
-    world_size = _env_int("WORLD_SIZE", 1)
-    rank = _env_int("RANK", 0)
-    local_rank = _env_int("LOCAL_RANK", 0)
-    if not 0 <= rank < world_size:
-        raise ValueError(f"RANK={rank} is outside WORLD_SIZE={world_size}")
-    device = resolve_device(device_preference, "train.device", local_rank)
-    if world_size > 1 and not dist.is_initialized():
+    ranks = torchrun_ranks()
+    device = resolve_device(device_preference, "train.device", ranks.local_rank)
+    if ranks.distributed and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                                rank=rank, world_size=world_size)
-    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+                                rank=ranks.rank, world_size=ranks.world_size)
+    return DistContext(rank=ranks.rank, world_size=ranks.world_size, local_rank=ranks.local_rank,
+                       device=device)
 
 
 def shutdown(ctx: DistContext) -> None:
