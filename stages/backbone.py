@@ -1,7 +1,8 @@
 """Stage ``backbone``: the backbone weights file every later stage loads.
 
 python -m stages.backbone --params params.yaml --frames data/frames \
-    --captions data/prepared/captions.parquet --out models/backbone.pt --metrics metrics/backbone.json
+    --captions data/prepared/captions.parquet --tags data/tags/tags.parquet \
+    --out models/backbone.pt --metrics metrics/backbone.json
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections 'backbone', 'text')"),
     frames: Path = typer.Option(..., help="frames dir (tiny pretraining and its evaluation)"),
     captions: Path = typer.Option(..., help="captions.parquet (tiny pretraining)"),
+    tags: Optional[Path] = typer.Option(None, help="tags.parquet (the tiny backbone's tag terms)"),
     out: Path = typer.Option(..., help="weights file to write"),
     metrics: Optional[Path] = typer.Option(None, help="metrics JSON to write"),
 ) -> None:
     """Pretrain the tiny CLIP, or load and verify official / open_clip weights, into one weights file."""
     config = stage_config(BackboneConfig, "backbone", params, checks=PARAMS)
     text = load_section(TextConfig, "text", params)
-    result = run("backbone", build_backbone, config, frames, captions, out, text.max_words)
+    result = run("backbone", build_backbone, config, frames, captions, out, text.max_words, tags=tags)
     if metrics is not None:
         write_json(result, metrics)
     summary = f"{out}: {config.kind}, {result['parameters']:,} parameters, D={result['embed_dim']}"

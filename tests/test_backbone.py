@@ -3,6 +3,7 @@ verification, encoders, padded frame slots, tiny pretraining."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -590,7 +591,7 @@ def test_fresh_clips_and_tag_language_enter_pretraining(tmp_path):
     assert not torch.equal(plain.model.visual.conv1.weight, model.model.visual.conv1.weight)
     with pytest.raises(ValueError, match="clip geometry"):
         pretrain_tiny(cfg, data, IMAGE, CONTEXT, progress=False, options=PretrainOptions())
-    with pytest.raises(ValueError, match="need PretrainOptions"):
+    with pytest.raises(ValueError, match="need TagOptions"):
         pretrain_tiny(cfg, data, IMAGE, CONTEXT, progress=False)
     no_tags = load_video_text_set(frames_dir, tmp_path / "captions.parquet", "train")
     with pytest.raises(ValueError, match="textual tags"):
@@ -700,9 +701,93 @@ def test_the_tag_and_fresh_options_ask_for_their_inputs(tmp_path):
     from pipeline.backbone.build import build_backbone
 
     frames_dir = write_frames_dir(tmp_path)
-    for options in ({"tag_text_weight": 1.0}, {"tag_visual_weight": 1.0}, {"fresh_fraction": 0.5}):
+    write_pair_tags(tmp_path / "tags.parquet")
+    for options in ({"tag_text_weight": 1.0}, {"tag_visual_weight": 1.0}, {"tag_pair_weight": 1.0},
+                    {"fresh_fraction": 0.5}):
         config = BackboneConfig(kind="tiny", model="ViT-B/32", path=None, sha256=None, torch_threads=0,
                                 tiny=tiny_cfg(epochs=1, **options))
-        with pytest.raises(ValueError, match="which the backbone stage does not pass"):
+        with pytest.raises(ValueError, match=r"need tags.parquet \(the backbone stage's --tags\)"):
             build_backbone(config, frames_dir, tmp_path / "captions.parquet", tmp_path / "out.pt", max_words=12,
                            progress=False)
+    # With --tags the tag terms run from the stage; fresh clips still need experiments/' options.
+    config = BackboneConfig(kind="tiny", model="ViT-B/32", path=None, sha256=None, torch_threads=0,
+                            tiny=tiny_cfg(epochs=1, fresh_fraction=0.5))
+    with pytest.raises(ValueError, match="clip geometry of the prepared videos, which the backbone stage does not"):
+        build_backbone(config, frames_dir, tmp_path / "captions.parquet", tmp_path / "out.pt", max_words=12,
+                       progress=False, tags=tmp_path / "tags.parquet")
+
+
+def write_pair_tags(path: Path) -> None:
+    """Textual tags for every train caption and visual tags for every train video of
+    :func:`write_frames_dir`, naming the colour in two vocabularies."""
+    rows = [dict(item_id=f"v{v}", modality="visual", split="train", tags=[f"{name} screen", "plain", "still"])
+            for v, name in enumerate(list(COLOURS)[:4])]
+    rows += [dict(item_id=f"v{v}#{k}", modality="textual", split="train", tags=[name, "colour"])
+             for v, name in enumerate(list(COLOURS)[:4]) for k in range(2)]
+    pd.DataFrame(rows).to_parquet(path)
+
+
+class _TableText:
+    """A stand-in text tower: row i of a TextBatch encodes to ``table[ids[i, 0]]``."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        self.table = table
+
+    def encode_text(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.table[ids[:, 0]]
+
+
+def test_tag_pair_loss_is_infonce_of_textual_against_visual_tag_sentences():
+    from pipeline.backbone.base import TextBatch
+    from pipeline.backbone.tiny import tag_pair_loss
+
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(7, 5, generator=gen)
+    batch = lambda rows: TextBatch(torch.tensor(rows)[:, None], torch.ones(len(rows), 1, dtype=torch.bool),  # noqa: E731
+                                   np.zeros(len(rows), bool))
+    captions, videos = [0, 1, 2, 3], [4, 5, 6]  # captions 0, 1 -> video 0; 2 -> 1; 3 -> 2
+    caption_video = torch.tensor([0, 0, 1, 2])
+    scale = torch.tensor(2.0)
+    got = tag_pair_loss(_TableText(table), scale, batch(captions), batch(videos), caption_video)
+    t = table[captions] / table[captions].norm(dim=1, keepdim=True)
+    v = table[videos] / table[videos].norm(dim=1, keepdim=True)
+    logits = scale.exp() * t @ v.T  # [4 captions, 3 videos]
+    # Caption side: each caption against all videos. Video side: each video against all
+    # captions, its own captions all positive (-log of their share of the probability mass).
+    t2v = -torch.log_softmax(logits, dim=1)[torch.arange(4), caption_video].mean()
+    prob = torch.softmax(logits.T, dim=1)
+    v2t = torch.stack([-torch.log(prob[j, caption_video == j].sum()) for j in range(3)]).mean()
+    torch.testing.assert_close(got, (t2v + v2t) / 2)
+
+
+def test_tag_pair_term_enters_pretraining_from_the_stage_inputs(tmp_path):
+    """tag_pair_weight: the stage's --tags is enough; deterministic; it trains the text tower on
+    the tag sentences (the image tower only through the shared schedule and batches)."""
+    from pipeline.backbone.build import build_backbone
+    from pipeline.backbone.tag_terms import TagOptions
+
+    frames_dir = write_frames_dir(tmp_path)
+    write_pair_tags(tmp_path / "tags.parquet")
+    config = BackboneConfig(kind="tiny", model="ViT-B/32", path=None, sha256=None, torch_threads=1,
+                            tiny=tiny_cfg(epochs=3, captions_per_sample=2, tag_pair_weight=1.0, tags_per_sentence=2))
+    args = (frames_dir, tmp_path / "captions.parquet")
+    first = build_backbone(config, *args, tmp_path / "a.pt", max_words=CONTEXT, progress=False,
+                           tags=tmp_path / "tags.parquet")
+    second = build_backbone(config, *args, tmp_path / "b.pt", max_words=CONTEXT, progress=False,
+                            tags=tmp_path / "tags.parquet")
+    assert first["weights_sha256"] == second["weights_sha256"]
+    plain_config = dataclasses.replace(config, tiny=dataclasses.replace(config.tiny, tag_pair_weight=0.0))
+    plain = build_backbone(plain_config, *args, tmp_path / "c.pt", max_words=CONTEXT, progress=False,
+                           tags=tmp_path / "tags.parquet")
+    assert plain["first_epoch_loss"] < first["first_epoch_loss"]  # a second InfoNCE term
+    # The tags file alone changes nothing: without the term the weights are the plain recipe's.
+    no_tags = build_backbone(plain_config, *args, tmp_path / "d.pt", max_words=CONTEXT, progress=False)
+    assert no_tags["weights_sha256"] == plain["weights_sha256"]
+    model, plain_model = load_backbone(tmp_path / "a.pt"), load_backbone(tmp_path / "c.pt")
+    assert not torch.equal(model.model.token_embedding.weight, plain_model.model.token_embedding.weight)
+    assert read_weights(tmp_path / "a.pt")["source"]["config"]["tag_pair_weight"] == 1.0
+    with pytest.raises(ValueError, match="tag_pair_weight > 0 needs the captions' textual and the videos' visual"):
+        pretrain_tiny(config.tiny, load_video_text_set(*args, "train"), IMAGE, CONTEXT, progress=False,
+                      options=TagOptions())
+    with pytest.raises(ValueError, match="tiny.tag_pair_weight must be >= 0"):
+        tiny_cfg(tag_pair_weight=-1.0)

@@ -195,14 +195,16 @@ class Backbone(nn.Module, ABC):
 @dataclass(frozen=True)
 class BuildInputs:
     """What the backbone stage hands a family: the decoded frames (tiny pretraining) and the
-    captions, and the text length every text is cut to. ``pretrain_options`` (a
-    :class:`~pipeline.backbone.pretrain_options.PretrainOptions`) serves only the tiny backbone's
-    optional pretraining terms; the stage does not pass it."""
+    captions, and the text length every text is cut to; ``tags`` (``tags.parquet``) for the tiny
+    backbone's tag terms. ``pretrain_options`` (a
+    :class:`~pipeline.backbone.pretrain_options.PretrainOptions`) serves the tiny backbone's
+    fresh-clip options; the stage does not pass it (library callers do)."""
 
     frames_dir: Path | None
     captions: Path | None
     max_words: int
     pretrain_options: Any = None
+    tags: Path | None = None
 
 
 class BackboneFamily(ABC):

@@ -16,13 +16,15 @@ log = logging.getLogger(__name__)
 
 def build_backbone(cfg: BackboneConfig, frames_dir: str | Path | None, captions_path: str | Path | None,
                    out: str | Path, max_words: int, progress: bool = True,
-                   pretrain_options: Any = None) -> dict[str, Any]:
+                   pretrain_options: Any = None, tags: str | Path | None = None) -> dict[str, Any]:
     """Write the weights file ``out``; return the stage metrics (no timings: they differ on every
     run of identical inputs, so they go to the log, not to the tracked metrics).
 
+    ``tags`` (``tags.parquet``) serves the tiny backbone's tag terms (``backbone.tiny``:
+    ``tag_text_weight``, ``tag_visual_weight``, ``tag_pair_weight``); other kinds ignore it.
     ``pretrain_options`` (:class:`~pipeline.backbone.pretrain_options.PretrainOptions`) is needed
-    only by the tiny backbone's tag and fresh-clip options (``backbone.tiny.tag_text_weight``,
-    ``tag_visual_weight``, ``fresh_fraction``); the backbone stage does not pass it."""
+    only by the tiny backbone's fresh-clip options (``fresh_fraction``); the backbone stage does
+    not pass it."""
     start = time.perf_counter()
     if cfg.torch_threads:
         import torch
@@ -30,7 +32,7 @@ def build_backbone(cfg: BackboneConfig, frames_dir: str | Path | None, captions_
         torch.set_num_threads(cfg.torch_threads)
     inputs = BuildInputs(frames_dir=None if frames_dir is None else Path(frames_dir),
                          captions=None if captions_path is None else Path(captions_path), max_words=max_words,
-                         pretrain_options=pretrain_options)
+                         pretrain_options=pretrain_options, tags=None if tags is None else Path(tags))
     backbone, source, extra = cfg.family.build(cfg, inputs, progress=progress)
     save_weights(backbone, out, source)
     metrics: dict[str, Any] = {

@@ -37,7 +37,7 @@ class VideoTextSet:
 
 def load_video_text_set(frames_dir: str | Path, captions_path: str | Path, split: str) -> VideoTextSet:
     """The ``split`` videos the frames stage decoded (status ok) that have captions (tags:
-    :func:`pipeline.backbone.pretrain_options.with_tags`).
+    :func:`pipeline.backbone.tag_terms.with_tags`).
 
     Frames are copied from the memory-mapped store into RAM: this is meant for the small
     synthetic set the tiny backbone is pretrained on.

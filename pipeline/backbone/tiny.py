@@ -30,16 +30,27 @@ the weights are bit-for-bit those of the plain recipe above):
   videos use their tags from ``tags.parquet``; fresh clips get tags written from their scenes in
   the offline visual tagger's vocabulary (as the ``oracle`` tag control writes them). The test
   split is never touched.
+- ``tag_pair_weight > 0``: an InfoNCE between each training caption's textual-tag sentence and
+  its video's visual-tag sentence, text against text (:mod:`pipeline.backbone.tag_terms`). The
+  two taggers name the same facts in different words (the caption's "moves to the left" against
+  the pixels' "moving left"); a real CLIP's text tower puts such keyword lists near each other
+  from its web pretraining, the tiny one learns it here from the training split's own tags.
+  This is what lets MAC-VR's tag concepts carry what the frozen frame features miss (shape,
+  motion, size): on the default data it moves MAC-VR - DiCoSA t2v R@1 from +0.3 [-1.2, +1.7]
+  to about +5 [+3, +8] with the real tags (README, experiments/RESULTS.md). The test split is
+  never touched.
 - ``fresh_fraction > 0``: that share of every batch is newly generated synthetic clips
   (:mod:`pipeline.backbone.stream`; synthetic data only), so the backbone stops memorising the
   training videos; their captions are full scene descriptions with probability
   ``fresh_full_captions``, and they come in groups of ``fresh_siblings`` look-alike scenes (hard
   negatives colour cannot separate). The step count stays ``epochs`` x the split's batches.
 
-The tag options need ``tags.parquet`` and the fresh clips the prepared videos table, which the
-backbone stage of ``dvc.yaml`` does not pass: library callers (``experiments/``) hand them over as a
-:class:`~pipeline.backbone.pretrain_options.PretrainOptions`. This module does not import that one,
-so the stage's dependencies stay what the plain recipe reads.
+The tag options need ``tags.parquet``, which the backbone stage passes (a
+:class:`~pipeline.backbone.tag_terms.TagOptions`). The fresh clips need the prepared videos table
+and, with tags, the visual tagger's config, which it does not pass: library callers
+(``experiments/``) hand them over as a :class:`~pipeline.backbone.pretrain_options.PretrainOptions`.
+This module does not import that one, so the stage's dependencies stay free of the synthetic
+generator.
 """
 
 from __future__ import annotations
@@ -59,6 +70,7 @@ from pipeline.backbone.arch import CLIP_VOCAB_SIZE, ClipArch
 from pipeline.backbone.base import Backbone, BackboneFamily, BuildInputs, TextBatch, register_family
 from pipeline.backbone.clip_model import ClipModel
 from pipeline.backbone.data import VideoTextSet, load_video_text_set
+from pipeline.backbone.tag_terms import TAG_DRAWS, TagOptions
 from pipeline.config import to_dict
 from pipeline.losses import multi_positive_info_nce
 from pipeline.model.config import MAX_LOGIT_SCALE
@@ -71,7 +83,7 @@ EVAL_SPLITS = ("train", "val", "test")
 
 # The pretraining options' "off" values (params.yaml's): with these the recipe is the plain one.
 PRETRAIN_OPTIONS_OFF: dict[str, Any] = {
-    "temporal": "mean", "tag_text_weight": 0.0, "tag_visual_weight": 0.0, "tags_per_sentence": 6,
+    "temporal": "mean", "tag_text_weight": 0.0, "tag_visual_weight": 0.0, "tag_pair_weight": 0.0, "tags_per_sentence": 6,
     "fresh_fraction": 0.0, "fresh_full_captions": 0.0, "fresh_siblings": 1}
 
 
@@ -87,8 +99,9 @@ class TinyClipConfig:
     captions; AdamW with ``lr``, ``weight_decay`` (matrices only), linear warmup over
     ``warmup_frac`` of the steps then cosine decay; ``seed`` fixes init and sampling.
     Pretraining options (off: :data:`PRETRAIN_OPTIONS_OFF`; see the module doc): ``temporal``
-    (``mean`` | ``delta`` readout), ``tag_text_weight`` and ``tag_visual_weight`` (tag-sentence
-    InfoNCE terms, sentences of ``tags_per_sentence`` tags), ``fresh_fraction`` (share of each
+    (``mean`` | ``delta`` readout), ``tag_text_weight``, ``tag_visual_weight`` and
+    ``tag_pair_weight`` (tag-sentence InfoNCE terms, sentences of ``tags_per_sentence`` tags),
+    ``fresh_fraction`` (share of each
     batch that is new synthetic clips), ``fresh_full_captions`` (their chance of a full scene
     description) and ``fresh_siblings`` (look-alike scenes per group).
     """
@@ -111,6 +124,7 @@ class TinyClipConfig:
     temporal: Literal["mean", "delta"]
     tag_text_weight: float
     tag_visual_weight: float
+    tag_pair_weight: float
     tags_per_sentence: int
     fresh_fraction: float
     fresh_full_captions: float
@@ -142,7 +156,7 @@ class TinyClipConfig:
     def _check_options(self) -> None:
         if self.temporal not in ("mean", "delta"):
             raise ValueError(f"tiny.temporal must be 'mean' or 'delta', got {self.temporal!r}")
-        for name in ("tag_text_weight", "tag_visual_weight"):
+        for name in ("tag_text_weight", "tag_visual_weight", "tag_pair_weight"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"tiny.{name} must be >= 0 (0 = off), got {getattr(self, name)}")
         if self.tags_per_sentence < 1:
@@ -164,7 +178,8 @@ class TinyClipConfig:
     @property
     def uses_options(self) -> bool:
         """Whether pretraining needs :class:`~pipeline.backbone.pretrain_options.PretrainOptions`."""
-        return self.tag_text_weight > 0 or self.tag_visual_weight > 0 or self.fresh_fraction > 0
+        return (self.tag_text_weight > 0 or self.tag_visual_weight > 0 or self.tag_pair_weight > 0
+                or self.fresh_fraction > 0)
 
     @property
     def fresh_clips_per_batch(self) -> int:
@@ -248,9 +263,6 @@ def contrastive_loss(logit_scale: torch.Tensor, video: torch.Tensor, text: torch
     return multi_positive_info_nce(logits, text_video)["total"]
 
 
-TAG_DRAWS = 4  # pre-tokenised tag sentences per item for the tag terms (PretrainOptions.tag_tokens)
-
-
 def _draw_rows(items: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One random pre-tokenised tag sentence (row of :func:`tag_sentence_tokens`) per item."""
     return np.asarray(items, dtype=np.int64) * TAG_DRAWS + rng.integers(TAG_DRAWS, size=len(items))
@@ -266,6 +278,15 @@ def text_pair_loss(logit_scale: torch.Tensor, a: torch.Tensor, b: torch.Tensor) 
     logits = logit_scale.exp() * F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
     target = torch.arange(len(a))
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def tag_pair_loss(backbone: Backbone, logit_scale: torch.Tensor, caption_tags: TextBatch, video_tags: TextBatch,
+                  caption_video: torch.Tensor) -> torch.Tensor:
+    """InfoNCE between captions' textual-tag sentences and videos' visual-tag sentences (caption
+    t belongs to video ``caption_video[t]``): text against text, so the text tower learns which
+    keywords of the two taggers' vocabularies name the same fact."""
+    return contrastive_loss(logit_scale, backbone.encode_text(video_tags.ids, video_tags.mask),
+                            backbone.encode_text(caption_tags.ids, caption_tags.mask), caption_video)
 
 
 def _optimizers(model: torch.nn.Module, cfg: TinyClipConfig,
@@ -324,9 +345,10 @@ def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, image_size: int, cont
 
     Seeded (init, batches, frame and caption draws); on CPU with a fixed thread count the
     result is bit-for-bit reproducible. Does not touch the global torch RNG state.
-    ``options`` (:class:`~pipeline.backbone.pretrain_options.PretrainOptions`) serve the tag and
-    fresh-clip options: the clip geometry for ``fresh_fraction > 0``, the visual tagger's config
-    for ``tag_visual_weight > 0`` with fresh clips (``data`` then carries the split's tags).
+    ``options`` (:class:`~pipeline.backbone.tag_terms.TagOptions` or its extension
+    :class:`~pipeline.backbone.pretrain_options.PretrainOptions`) serve the tag and fresh-clip
+    options: the tag sentences (``data`` then carries the split's tags), the clip geometry for
+    ``fresh_fraction > 0``, the visual tagger's config for ``tag_visual_weight > 0`` with fresh clips.
     """
     num_videos = len(data.video_ids)
     if num_videos < 2:
@@ -336,11 +358,15 @@ def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, image_size: int, cont
         raise ValueError("tiny.tag_text_weight > 0 needs the captions' textual tags (tags.parquet)")
     if cfg.tag_visual_weight > 0 and data.video_tags is None:
         raise ValueError("tiny.tag_visual_weight > 0 needs the videos' visual tags (tags.parquet)")
+    if cfg.tag_pair_weight > 0 and (data.caption_tags is None or data.video_tags is None):
+        raise ValueError("tiny.tag_pair_weight > 0 needs the captions' textual and the videos' visual tags (tags.parquet)")
     if cfg.uses_options and options is None:
-        raise ValueError("tiny's tag and fresh-clip options need PretrainOptions "
-                         "(pipeline.backbone.pretrain_options): the clip geometry of the prepared videos, the tagger")
+        raise ValueError("tiny's tag and fresh-clip options need TagOptions (pipeline.backbone.tag_terms: "
+                         "tags.parquet) or PretrainOptions (pipeline.backbone.pretrain_options: also the clip "
+                         "geometry of the prepared videos, the tagger)")
     if n_fresh and options.geometry is None:
-        raise ValueError("tiny.fresh_fraction > 0 needs the clip geometry of the prepared videos")
+        raise ValueError("tiny.fresh_fraction > 0 needs the clip geometry of the prepared videos, which the backbone "
+                         "stage does not pass (fresh clips are an experiments/ option: PretrainOptions)")
     fresh_tagger = options.fresh_tagger() if cfg.tag_visual_weight > 0 and n_fresh else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -353,10 +379,10 @@ def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, image_size: int, cont
         log.info("%d of %d captions truncated to %d tokens", text.truncated.sum(), len(text), context_length)
     caps_of = data.captions_of()
     caption_tag_text = video_tag_text = None
-    if cfg.tag_text_weight > 0:
+    if cfg.tag_text_weight > 0 or cfg.tag_pair_weight > 0:
         caption_tag_text = options.tag_tokens(backbone, data.caption_tags, data.caption_ids,
                                               cfg.tags_per_sentence, cfg.seed, context_length, "textual")
-    if cfg.tag_visual_weight > 0:
+    if cfg.tag_visual_weight > 0 or cfg.tag_pair_weight > 0:
         video_tag_text = options.tag_tokens(backbone, data.video_tags, data.video_ids, cfg.tags_per_sentence,
                                             cfg.seed, context_length, "visual")
     batch = min(cfg.batch_size, num_videos)
@@ -384,7 +410,7 @@ def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, image_size: int, cont
             picked = text.rows(caption_idx)
             n_videos = len(videos)
             video_tags = None
-            if video_tag_text is not None and n_videos:
+            if cfg.tag_visual_weight > 0 and n_videos:
                 video_tags = video_tag_text.rows(_draw_rows(videos, rng))
             if n_fresh:
                 fresh = options.fresh(n_fresh, cfg.frames_per_sample, cfg.captions_per_sample,
@@ -402,11 +428,18 @@ def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, image_size: int, cont
             video = video_embeddings(backbone, frames, frame_video, n_videos, readout)
             caption_emb = backbone.encode_text(picked.ids, picked.mask)
             loss = contrastive_loss(model.logit_scale, video, caption_emb, caption_video)
-            if caption_tag_text is not None and len(caption_idx) > 1:
+            if cfg.tag_text_weight > 0 and len(caption_idx) > 1:
                 tags = caption_tag_text.rows(_draw_rows(caption_idx, rng))
                 loss = loss + cfg.tag_text_weight * text_pair_loss(
                     model.logit_scale, caption_emb[:len(caption_idx)], backbone.encode_text(tags.ids, tags.mask))
-            if video_tags is not None and n_videos > 1:
+            if cfg.tag_pair_weight > 0 and len(videos) > 1:
+                # One caption per video (the first drawn): the tag sentences cost as much text
+                # tower as the captions do, and one pair per video keeps the term at ~half that.
+                _, first = np.unique(caption_video[:len(caption_idx)].numpy(), return_index=True)
+                loss = loss + cfg.tag_pair_weight * tag_pair_loss(
+                    backbone, model.logit_scale, caption_tag_text.rows(_draw_rows(caption_idx[first], rng)),
+                    video_tag_text.rows(_draw_rows(videos, rng)), torch.arange(len(videos)))
+            if cfg.tag_visual_weight > 0 and video_tags is not None and n_videos > 1:
                 loss = loss + cfg.tag_visual_weight * contrastive_loss(
                     model.logit_scale, video, backbone.encode_text(video_tags.ids, video_tags.mask))
             for o in optimizers:
@@ -466,10 +499,13 @@ class TinyClip(BackboneFamily):
         if inputs.frames_dir is None or inputs.captions is None:
             raise ValueError("the tiny backbone is pretrained on the frames and captions: pass both")
         tiny, options = cfg.tiny, inputs.pretrain_options
+        if options is None and inputs.tags is not None:
+            options = TagOptions(tags=inputs.tags)
         if tiny.uses_options and options is None:
-            raise ValueError("backbone.tiny.tag_text_weight, tag_visual_weight and fresh_fraction need tags.parquet "
-                             "and the prepared videos table, which the backbone stage does not pass: build through "
-                             "build_backbone(..., pretrain_options=PretrainOptions.from_files(...))")
+            raise ValueError("backbone.tiny.tag_text_weight, tag_visual_weight, tag_pair_weight and fresh_fraction "
+                             "need tags.parquet (the backbone stage's --tags) and, for fresh clips, the prepared "
+                             "videos table: build through build_backbone(..., pretrain_options="
+                             "PretrainOptions.from_files(...))")
         image_size = FrameStore(inputs.frames_dir).image_size
         train = load_video_text_set(inputs.frames_dir, inputs.captions, "train")
         if options is not None:
