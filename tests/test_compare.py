@@ -226,3 +226,23 @@ def test_compare_stage_and_diff_command(evals, tmp_path):
     assert table.exit_code == 0 and "t2v       none     R1" in table.stdout and " *" in table.stdout
     bad = CliRunner().invoke(diff_app, [str(evals / "macvr"), str(tmp_path / "nowhere:macvr"), "--resamples", "400"])
     assert bad.exit_code == 1 and bad.stderr.startswith("diff: ")
+
+
+def test_seeds_summary_is_mean_and_sd_of_metrics_and_paired_differences():
+    from pipeline.compare.command import summarise
+
+    def run(r1: float, diff: float) -> dict:
+        return {"macvr": {"t2v": {"none": {"R1": r1, "R1_lo": r1 - 3, "R1_hi": r1 + 3, "qb_active_items": 7}}},
+                "comparison": {"macvr_vs_dicosa": {"t2v": {"none": {"R1_diff": diff, "R1_lo": diff - 2,
+                                                                      "R1_hi": diff + 2, "R1_p": 0.01}}}}}
+
+    r1s, diffs = [12.0, 13.5, 11.0], [6.0, 7.5, 5.5]
+    out = summarise({f"seed-{i}": run(a, d) for i, (a, d) in enumerate(zip(r1s, diffs))})
+    assert set(out) == {"macvr.t2v.none.R1", "comparison.macvr_vs_dicosa.t2v.none.R1_diff"}
+    got = out["comparison.macvr_vs_dicosa.t2v.none.R1_diff"]
+    assert got["mean"] == pytest.approx(np.mean(diffs)) and got["sd"] == pytest.approx(np.std(diffs, ddof=1))
+    assert (got["n"], got["min"], got["max"]) == (3, 5.5, 7.5)
+    assert out["macvr.t2v.none.R1"]["mean"] == pytest.approx(np.mean(r1s))
+    only = summarise({"a": run(1.0, 2.0), "b": run(3.0, 4.0)}, files=["macvr"])
+    assert set(only) == {"macvr.t2v.none.R1"} and only["macvr.t2v.none.R1"]["sd"] == pytest.approx(np.sqrt(2))
+    assert np.isnan(summarise({"a": run(1.0, 2.0)})["macvr.t2v.none.R1"]["sd"])  # one run: no spread

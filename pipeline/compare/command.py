@@ -125,15 +125,21 @@ def _leaves(tree: Any, prefix: str = "") -> dict[str, float]:
     return {}
 
 
+def _summarised(leaf: str) -> bool:
+    """A metric (``R1``) or a paired difference of one (``R1_diff``); not interval bounds or p-values."""
+    return leaf in METRICS or (leaf.endswith("_diff") and leaf[:-len("_diff")] in METRICS)
+
+
 def summarise(runs: dict[str, dict[str, Any]], files: list[str] | None = None) -> dict[str, dict[str, float]]:
-    """``{file.key: {mean, sd, n, min, max}}`` over runs, for the metrics (not their interval bounds)."""
+    """``{file.key: {mean, sd, n, min, max}}`` over runs, for the metrics and the paired differences
+    of ``comparison.json`` (not their interval bounds or p-values)."""
     values: dict[str, list[float]] = {}
     for metrics in runs.values():
         for stem, content in metrics.items():
             if files and stem not in files:
                 continue
             for key, value in _leaves(content).items():
-                if key.rsplit(".", 1)[-1] in METRICS:
+                if _summarised(key.rsplit(".", 1)[-1]):
                     values.setdefault(f"{stem}.{key}", []).append(value)
     return {k: {"mean": statistics.fmean(v), "sd": statistics.stdev(v) if len(v) > 1 else math.nan, "n": len(v),
                 "min": min(v), "max": max(v)} for k, v in sorted(values.items())}
@@ -162,5 +168,6 @@ def seeds(
         typer.echo(json.dumps({"runs": [n for n, _ in chosen], "metrics": summary}, indent=2))
         return
     typer.echo(f"{len(chosen)} runs: {', '.join(n for n, _ in chosen)}")
+    width = max(map(len, summary), default=0)
     for key, s in summary.items():
-        typer.echo(f"{key:40s} {s['mean']:8.2f} ± {s['sd']:6.2f}  (n={s['n']}, {s['min']:.2f}..{s['max']:.2f})")
+        typer.echo(f"{key:{width}s} {s['mean']:8.2f} ± {s['sd']:6.2f}  (n={s['n']}, {s['min']:.2f}..{s['max']:.2f})")
