@@ -11,8 +11,9 @@ report is R@1 from :mod:`pipeline.retrieval`: nothing of the head's training is 
 Two sizes are not knobs here: the input resolution is the frames stage's ``image_size`` (read
 from the frames directory) and the text context is ``text.max_words``.
 
-Pretraining options (research knobs for the synthetic testbed, all off by default; with them off
-the weights are bit-for-bit those of the plain recipe above):
+Pretraining options (knobs for the synthetic testbed; ``params.yaml`` turns on only
+``tag_pair_weight``; with all of them off the weights are bit-for-bit those of the plain recipe
+above):
 
 - ``temporal``: the video readout. ``mean`` is the frame mean, to which motion, growth,
   appearing/disappearing and colour changes are invisible (a shape moving left and one moving
@@ -84,8 +85,8 @@ EVAL_SPLITS = ("train", "val", "test")
 
 # The pretraining options' "off" values (params.yaml's): with these the recipe is the plain one.
 PRETRAIN_OPTIONS_OFF: dict[str, Any] = {
-    "temporal": "mean", "tag_text_weight": 0.0, "tag_visual_weight": 0.0, "tag_pair_weight": 0.0, "tags_per_sentence": 6,
-    "fresh_fraction": 0.0, "fresh_full_captions": 0.0, "fresh_siblings": 1}
+    "temporal": "mean", "tag_text_weight": 0.0, "tag_visual_weight": 0.0, "tag_pair_weight": 0.0,
+    "tags_per_sentence": 6, "fresh_fraction": 0.0, "fresh_full_captions": 0.0, "fresh_siblings": 1}
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,8 @@ class TinyClipConfig:
     Pretraining options (off: :data:`PRETRAIN_OPTIONS_OFF`; see the module doc): ``temporal``
     (``mean`` | ``delta`` readout), ``tag_text_weight``, ``tag_visual_weight`` and
     ``tag_pair_weight`` (tag-sentence InfoNCE terms, sentences of ``tags_per_sentence`` tags),
-    ``fresh_fraction`` (share of each
-    batch that is new synthetic clips), ``fresh_full_captions`` (their chance of a full scene
-    description) and ``fresh_siblings`` (look-alike scenes per group).
+    ``fresh_fraction`` (share of each batch that is new synthetic clips), ``fresh_full_captions``
+    (their chance of a full scene description) and ``fresh_siblings`` (look-alike scenes per group).
     """
 
     embed_dim: int
@@ -178,7 +178,8 @@ class TinyClipConfig:
 
     @property
     def uses_options(self) -> bool:
-        """Whether pretraining needs :class:`~pipeline.backbone.pretrain_options.PretrainOptions`."""
+        """Whether pretraining needs options: :class:`~pipeline.backbone.tag_terms.TagOptions` (the tag
+        terms) or :class:`~pipeline.backbone.pretrain_options.PretrainOptions` (also fresh clips)."""
         return (self.tag_text_weight > 0 or self.tag_visual_weight > 0 or self.tag_pair_weight > 0
                 or self.fresh_fraction > 0)
 
