@@ -569,7 +569,8 @@ def test_delta_readout_is_mean_plus_map_of_late_minus_early():
 
 
 def test_fresh_clips_and_tag_language_enter_pretraining(tmp_path):
-    from pipeline.backbone.pretrain_options import PretrainOptions, with_tags
+    from pipeline.backbone.pretrain_options import PretrainOptions
+    from pipeline.backbone.tag_terms import with_tags
     from pipeline.backbone.stream import ClipGeometry
 
     frames_dir = write_frames_dir(tmp_path)
@@ -617,7 +618,8 @@ def offline_tagger(num_tags: int, noise: float, extra: float):
 def test_visual_tag_language_enters_pretraining(tmp_path):
     """tag_visual_weight: a video-to-own-visual-tags InfoNCE (split videos' tags from tags.parquet,
     fresh clips' written from their scenes); deterministic; off by default."""
-    from pipeline.backbone.pretrain_options import PretrainOptions, with_tags
+    from pipeline.backbone.pretrain_options import PretrainOptions
+    from pipeline.backbone.tag_terms import with_tags
     from pipeline.backbone.stream import ClipGeometry
 
     frames_dir = write_frames_dir(tmp_path)

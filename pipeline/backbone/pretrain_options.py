@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.backbone.stream import FreshBatch, clip_geometry, fresh_batch
-from pipeline.backbone.tag_terms import TagOptions, with_tags  # noqa: F401  (with_tags: re-exported)
+from pipeline.backbone.stream import ClipGeometry, FreshBatch, clip_geometry, fresh_batch
+from pipeline.backbone.tag_terms import TagOptions
 from pipeline.features.tags import draw_tags, tag_sentence
 
 if TYPE_CHECKING:
@@ -53,6 +53,9 @@ class PretrainOptions(TagOptions):
     (``fresh_fraction``); ``visual_tagger``: params ``tag_video.offline``, to write fresh clips'
     visual tags (``tag_visual_weight`` with fresh clips)."""
 
+    geometry: ClipGeometry | None = None
+    visual_tagger: Any = None
+
     @classmethod
     def from_files(cls, frames_dir: str | Path, tags: str | Path | None = None, videos: str | Path | None = None,
                    visual_tagger: Any = None) -> "PretrainOptions":
@@ -62,8 +65,6 @@ class PretrainOptions(TagOptions):
 
     def fresh(self, n: int, frames_per_sample: int, captions_per_sample: int, seed: int, step: int,
               full_captions: float, siblings: int) -> FreshBatch:
-        if self.geometry is None:
-            raise ValueError("tiny.fresh_fraction > 0 needs the clip geometry of the prepared videos")
         return fresh_batch(self.geometry, n, frames_per_sample, captions_per_sample, seed, step, full_captions,
                            siblings)
 

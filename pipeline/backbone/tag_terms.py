@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pipeline.backbone.base import Backbone, TextBatch
 from pipeline.backbone.data import VideoTextSet
@@ -44,8 +43,6 @@ class TagOptions:
     inputs (``geometry``, ``visual_tagger``), which only library callers have."""
 
     tags: Path | None = None
-    geometry: Any = None
-    visual_tagger: Any = None
 
     def attach_tags(self, data: VideoTextSet) -> VideoTextSet:
         return data if self.tags is None else with_tags(data, self.tags)

@@ -366,7 +366,7 @@ def pretrain_tiny(cfg: TinyClipConfig, data: VideoTextSet, image_size: int, cont
         raise ValueError("tiny's tag and fresh-clip options need TagOptions (pipeline.backbone.tag_terms: "
                          "tags.parquet) or PretrainOptions (pipeline.backbone.pretrain_options: also the clip "
                          "geometry of the prepared videos, the tagger)")
-    if n_fresh and options.geometry is None:
+    if n_fresh and getattr(options, "geometry", None) is None:  # TagOptions have no clips
         raise ValueError("tiny.fresh_fraction > 0 needs the clip geometry of the prepared videos, which the backbone "
                          "stage does not pass (fresh clips are an experiments/ option: PretrainOptions)")
     fresh_tagger = options.fresh_tagger() if cfg.tag_visual_weight > 0 and n_fresh else None
