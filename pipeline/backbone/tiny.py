@@ -510,7 +510,7 @@ class TinyClip(BackboneFamily):
                              "PretrainOptions.from_files(...))")
         image_size = FrameStore(inputs.frames_dir).image_size
         train = load_video_text_set(inputs.frames_dir, inputs.captions, "train")
-        if options is not None:
+        if options is not None and tiny.uses_options:  # the stage always passes tags; read them when used
             train = options.attach_tags(train)
         log.info("pretraining tiny CLIP on %d train videos, %d captions", len(train.video_ids), len(train.captions))
         backbone, history = pretrain_tiny(tiny, train, image_size, inputs.max_words, progress=progress,

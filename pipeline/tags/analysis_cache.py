@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.tags.cache import open_cache_db
+from pipeline.tags.cache import CacheDB
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS visual_analysis (key TEXT PRIMARY KEY, analysis TEXT NOT NULL)"
 
@@ -26,12 +26,11 @@ def analysis_key(jpegs: Sequence[bytes], fingerprint: str) -> str:
     return h.hexdigest()
 
 
-class AnalysisCache:
+class AnalysisCache(CacheDB):
     """``with AnalysisCache(path) as c: c.get(key) / c.put(key, analysis_json)``."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._db = open_cache_db(self.path, _SCHEMA, "the tag cache")
+        super().__init__(path, _SCHEMA, "the tag cache")
 
     def get(self, key: str) -> str | None:
         row = self._db.execute("SELECT analysis FROM visual_analysis WHERE key = ?", (key,)).fetchone()
@@ -39,12 +38,3 @@ class AnalysisCache:
 
     def put(self, key: str, analysis: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO visual_analysis (key, analysis) VALUES (?, ?)", (key, analysis))
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> AnalysisCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -22,7 +22,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -90,12 +90,31 @@ def open_cache_db(path: Path, schema: str, what: str) -> sqlite3.Connection:
         raise CacheError(f"{path}: cannot open {what} ({err}); delete it to start over") from None
 
 
-class AnswerCache:
+class CacheDB:
+    """One SQLite cache file (:func:`open_cache_db`), closed on ``with`` exit."""
+
+    def __init__(self, path: str | Path, schema: str, what: str) -> None:
+        self.path = Path(path)
+        self._db = open_cache_db(self.path, schema, what)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_C = TypeVar("_C", bound=CacheDB)
+
+
+class AnswerCache(CacheDB):
     """``with AnswerCache(path) as cache: cache.get(key) / cache.put(key, answer, verdict)``."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._db = open_cache_db(self.path, _SCHEMA, "the tag answer cache")
+        super().__init__(path, _SCHEMA, "the tag answer cache")
         try:
             self._migrate()
         except sqlite3.DatabaseError as err:
@@ -141,11 +160,3 @@ class AnswerCache:
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
 
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> AnswerCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
