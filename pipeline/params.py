@@ -27,6 +27,7 @@ SECTIONS: dict[str, str] = {
     "prepare": "pipeline.data.prepare:PrepareConfig",
     "frames": "pipeline.frames.extract:FramesConfig",
     "backbone": "pipeline.backbone.config:BackboneConfig",
+    "released": "pipeline.released.config:ReleasedConfig",
     "tag_text": "pipeline.tags.tag_text:TagTextConfig",
     "tag_video": "pipeline.tags.tag_video:TagVideoConfig",
     "clean_tags": "pipeline.tags.clean:CleanConfig",

@@ -8,13 +8,17 @@ from pathlib import Path
 import typer
 
 from pipeline.config import ConfigError, load_section
+from pipeline.released.config import ReleasedConfig
+from pipeline.tags.raw import write_raw
 from pipeline.tags.cache import CacheError
 from pipeline.tags.client import ServerUnreachable
 from pipeline.tags.failures import TaggingFailed
 from pipeline.tags.server import ServerStartError
 from pipeline.tags.tag_video import TagVideoConfig, tag_video
 
-PARAMS = {"tag_video": TagVideoConfig}  # the params sections this stage reads (dvc.yaml contract)
+# The params this stage reads (dvc.yaml contract): its section, and whether the tags are the
+# authors' released ones (then it does no work: see pipeline.released).
+PARAMS = {"tag_video": TagVideoConfig, "released.tags": None}
 
 app = typer.Typer(add_completion=False)
 
@@ -31,6 +35,10 @@ def main(
     # files), no server, or more failed items than allowed (a summary paragraph).
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if load_section(ReleasedConfig, "released", params).uses_released_tags:
+            write_raw([], out)  # an empty placeholder: clean_tags imports the released tags
+            typer.echo(f"tag_video: released.tags is set; no tagging (empty {out})")
+            return
         cfg = load_section(TagVideoConfig, "tag_video", params)
         tag_video(cfg, frames, temperature, cache, out)
     except (ConfigError, CacheError, ServerUnreachable, ServerStartError, TaggingFailed,

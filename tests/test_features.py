@@ -35,7 +35,7 @@ TEXT = TextConfig(max_words=16)  # the tiny CLIP's whole context
 
 
 def cfg(**overrides) -> FeaturesConfig:
-    base = dict(batch_size=5, device="cpu", torch_threads=0, train_tag_draws=3, train_tags_per_draw=2,
+    base = dict(encode=True, batch_size=5, device="cpu", torch_threads=0, train_tag_draws=3, train_tags_per_draw=2,
                 infer_tags=3, seed=7, tag_control="real")
     return FeaturesConfig(**{**base, **overrides})
 
@@ -369,7 +369,7 @@ def test_backbone_and_features_stages_run_from_params(tmp_path):
             "vision_layers": 1, "text_width": 32, "text_heads": 1, "text_layers": 1,
             "epochs": 2, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.1,
             "warmup_frac": 0.1, "frames_per_sample": 2, "captions_per_sample": 2, "seed": 0, **PRETRAIN_OPTIONS_OFF}},
-        "features": {"batch_size": 8, "device": "cpu", "torch_threads": 1, "train_tag_draws": 2,
+        "features": {"encode": True, "batch_size": 8, "device": "cpu", "torch_threads": 1, "train_tag_draws": 2,
                      "train_tags_per_draw": 6, "infer_tags": 8, "seed": 0, "tag_control": "real"},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

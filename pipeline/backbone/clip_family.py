@@ -77,7 +77,8 @@ def expected_sha256(setting: Optional[str], name: str = MODEL_NAME) -> Optional[
 
 
 def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
-    """The state dict inside an OpenAI JIT archive, a plain state dict, or a macvr weights file."""
+    """The state dict inside an OpenAI JIT archive, a plain state dict, a macvr weights file, or the
+    ``clip.*`` part of a released MAC-VR / DiCoSA checkpoint."""
     try:
         with warnings.catch_warnings():  # torch 2.9+ flags torch.jit.load as deprecated
             warnings.simplefilter("ignore", category=FutureWarning)
@@ -92,7 +93,19 @@ def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise BackboneError(f"{path}: does not hold a CLIP state dict (a mapping of tensors)")
-    return dict(obj)
+    return clip_part(dict(obj), path)
+
+
+def clip_part(state: dict[str, torch.Tensor], path: Path | str) -> dict[str, torch.Tensor]:
+    """The CLIP of a MAC-VR / DiCoSA checkpoint (its ``clip.*`` keys, DDP's ``module.`` prefix
+    allowed), or ``state`` itself when it is a plain CLIP state dict."""
+    prefixes = ("clip.", "module.clip.")
+    inner = {k.split("clip.", 1)[1]: v for k, v in state.items() if k.startswith(prefixes)}
+    if not inner:
+        return state
+    log.info("%s: a MAC-VR / DiCoSA checkpoint: using its fine-tuned CLIP (%d clip.* tensors; %d head tensors "
+             "ignored here)", path, len(inner), len(state) - len(inner))
+    return {k: v.float() if v.is_floating_point() else v for k, v in inner.items()}
 
 
 def load_official(path: Optional[str], sha256: Optional[str], expected: ClipArch | None = VIT_B_32,

@@ -21,7 +21,8 @@ class BackboneConfig:
     model: the model name for ``clip`` (``ViT-B/32``, ``ViT-B/16``, ``ViT-L/14``) or ``open_clip``
         (``ViT-B-32-quickgelu``, ``ViT-B-16``, ``ViT-L-14``, ``ViT-B-16-SigLIP``, ...); unused by ``tiny``.
     path: local weights file; ``clip`` falls back to clip's cache ``~/.cache/clip`` then clip's
-        download; ``open_clip`` requires it.
+        download; ``open_clip`` requires it. ``clip`` also reads the fine-tuned CLIP inside a
+        released MAC-VR / DiCoSA checkpoint (its ``clip.*`` weights; set ``sha256: null``).
     sha256: ``official`` checks the file against the checksum clip-anytorch publishes for
         ``model`` (``clip`` only); a 64-hex string checks that value; ``null`` skips the check
         (the architecture is always verified).

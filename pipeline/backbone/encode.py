@@ -50,9 +50,11 @@ def padded_frame_features(backbone: Backbone, frames: np.ndarray | torch.Tensor,
 
 @torch.no_grad()
 def encode_text_array(backbone: Backbone, texts: Sequence[str], max_words: int, batch_size: int,
-                      desc: str = "texts", progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Text features fp16 ``[len(texts), D]`` and a bool ``[len(texts)]`` of truncated texts."""
-    out = np.zeros((len(texts), backbone.embed_dim), dtype=np.float16)
+                      desc: str = "texts", progress: bool = False, dtype: type = np.float16
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Text features ``[len(texts), D]`` (fp16 as the features stage stores them; float32 where
+    items are scored straight away) and a bool ``[len(texts)]`` of truncated texts."""
+    out = np.zeros((len(texts), backbone.embed_dim), dtype=dtype)
     truncated = np.zeros(len(texts), dtype=bool)
     for lo in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", leave=False, disable=not progress):
         batch = backbone.tokenize(list(texts[lo:lo + batch_size]), max_words)
@@ -63,13 +65,13 @@ def encode_text_array(backbone: Backbone, texts: Sequence[str], max_words: int, 
 
 @torch.no_grad()
 def encode_video_array(backbone: Backbone, frames: np.ndarray, mask: np.ndarray, rows: np.ndarray, padding: str,
-                       batch_size: int, desc: str = "frames", progress: bool = False
+                       batch_size: int, desc: str = "frames", progress: bool = False, dtype: type = np.float16
                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Frame features fp16 ``[len(rows), N, D]`` and masks of videos ``rows`` of a frames store's
-    arrays (``batch_size`` counts images)."""
+    """Frame features ``[len(rows), N, D]`` (``dtype``: see :func:`encode_text_array`) and masks of
+    videos ``rows`` of a frames store's arrays (``batch_size`` counts images)."""
     rows = np.asarray(rows, dtype=np.int64)
     n = frames.shape[1]
-    feats = np.zeros((len(rows), n, backbone.embed_dim), dtype=np.float16)
+    feats = np.zeros((len(rows), n, backbone.embed_dim), dtype=dtype)
     masks = np.asarray(mask[rows], dtype=bool) if len(rows) else np.zeros((0, n), dtype=bool)
     per_chunk = max(1, batch_size // n)
     for lo in tqdm(range(0, len(rows), per_chunk), desc=desc, unit="batch", leave=False, disable=not progress):

@@ -100,6 +100,14 @@ class TrainedModel:
     def check_features(self, store: FeatureStore) -> None:
         """The head must fit the features it is scored on."""
         cfg = self.config
+        if self.finetuned:  # items are re-encoded by its own backbone: only the frame slots must fit
+            if int(store.frames.shape[1]) > cfg.max_frames:
+                raise ScoringInputError(f"{self.path}: the head has {cfg.max_frames} frame positions, the frames "
+                                        f"have {store.frames.shape[1]} slots")
+            return
+        if not store.encoded:
+            raise ScoringInputError(f"{self.path} scores cached features, but the features directory holds none "
+                                    "(features.encode: false); set features.encode: true")
         if cfg.embed_dim != store.dim:
             raise ScoringInputError(f"{self.path}: the head takes {cfg.embed_dim}-d features, the features are "
                                     f"{store.dim}-d")
@@ -143,12 +151,13 @@ class TrainedModel:
             raise ScoringInputError(f"{sources.captions}: no text for {len(missing)} items (e.g. {missing[0]!r}); "
                                     "the captions do not match the features directory")
         feats, _ = encode_text_array(self.backbone, [texts[i] for i in ids], self.max_words, sources.batch_size,
-                                     f"{name}")
+                                     f"{name}", progress=True, dtype=np.float32)
         tags = None
         if self.config.use_textual_tags:
             m = int(store.meta["infer_tags"])
             sentences = [infer_sentence(t, m) for t in sources.tag_table().lists("textual", ids)]
-            tags, _ = encode_text_array(self.backbone, sentences, self.max_words, sources.batch_size, f"{name} tags")
+            tags, _ = encode_text_array(self.backbone, sentences, self.max_words, sources.batch_size, f"{name} tags",
+                                        progress=True, dtype=np.float32)
         return TextSet(feats, tags)
 
     def video_set(self, store: FeatureStore, rows: np.ndarray, ids: list[str], sources: ItemSources,
@@ -166,10 +175,12 @@ class TrainedModel:
         except KeyError as err:
             raise ScoringInputError(str(err)) from None
         feats, masks = encode_video_array(self.backbone, frames.clip_frames, frames.clip_mask, frame_rows,
-                                          frames.padding, sources.batch_size, f"{name} frames")
+                                          frames.padding, sources.batch_size, f"{name} frames", progress=True,
+                                          dtype=np.float32)
         tags = None
         if self.config.use_visual_tags:
             m = int(store.meta["infer_tags"])
             sentences = [infer_sentence(t, m) for t in sources.tag_table().lists("visual", ids)]
-            tags, _ = encode_text_array(self.backbone, sentences, self.max_words, sources.batch_size, f"{name} tags")
+            tags, _ = encode_text_array(self.backbone, sentences, self.max_words, sources.batch_size, f"{name} tags",
+                                        progress=True, dtype=np.float32)
         return VideoSet(feats, masks, tags)

@@ -14,11 +14,16 @@ class FeaturesConfig:
     when available. ``torch_threads``: intra-op CPU threads (0 = PyTorch's default). Tag sentences: ``train_tag_draws`` (R) random draws of
     ``train_tags_per_draw`` (N) tags per item for training, the first ``infer_tags`` (M) tags
     for inference; ``seed`` fixes the draws (per item, independent of row order).
+    ``encode``: false writes only the index (ids, splits, frame masks, meta) with zero-width
+    arrays: enough for variants that re-encode items with their own backbone (released
+    checkpoints, end-to-end fine-tuning), and no encoding work (a CPU box evaluating released
+    checkpoints); cached-mode variants refuse such a directory.
     ``tag_control``: ``real`` (the taggers' tags), or a control that checks the tag pathway:
     ``shuffled`` (each item gets another item's tags) or ``oracle`` (visual tags from the
     synthetic scene's true facts); see :mod:`pipeline.features.controls`.
     """
 
+    encode: bool
     batch_size: int
     device: Literal["cpu", "cuda", "auto"]
     torch_threads: int

@@ -90,6 +90,9 @@ def _gather(src: np.ndarray, index: np.ndarray, dst: Path) -> None:
     flat = index.reshape(-1)
     out = np.lib.format.open_memmap(dst, mode="w+", dtype=src.dtype,
                                     shape=(*index.shape, src.shape[1]))
+    if out.size == 0:  # features.encode: false (zero-width) or no rows
+        del out
+        return
     view = out.reshape(-1, src.shape[1])
     for lo in range(0, len(flat), GATHER_ROWS):
         sel = flat[lo: lo + GATHER_ROWS]
@@ -121,6 +124,15 @@ def extract_features(cfg: FeaturesConfig, text: TextConfig, backbone: str | Path
     inputs = load_inputs(frames, videos_path, captions_path, tags_path, cfg.tag_control, cfg.seed, oracle)
     table, idx = text_indices(inputs, cfg)
     backbone_sha = file_sha256(backbone)
+    if not cfg.encode:
+        if shard is not None and shard.rank:
+            return None
+        log.info("features.encode is false: writing the index of %d videos and %d captions, no features",
+                 len(inputs.videos), len(inputs.captions))
+        return _write(cfg, text, out, frames, inputs, idx, table,
+                      np.zeros((len(inputs.videos), frames.num_frames, 0), np.float16),
+                      np.zeros((len(table.texts), 0), np.float16), np.zeros(len(table.texts), bool),
+                      backbone_sha, None)
     fingerprint = _fingerprint(backbone_sha, frames, inputs, table.texts, cfg, text.max_words)
     device = resolve_device(cfg.device, "features.device", shard.local_rank if shard is not None else 0)
     model = load_backbone(backbone, device)
@@ -174,7 +186,8 @@ def _write(cfg: FeaturesConfig, text: TextConfig, out: Path, frames: FrameStore,
         "format": store.FORMAT, "version": store.VERSION, "dim": int(texts.shape[1]),
         "num_frames": frames.num_frames, **to_dict(cfg), "sentence_prefix": PREFIX,
         "max_words": text.max_words, "padding": frames.padding,
-        "backbone_sha256": backbone_sha, "backbone_kind": model.kind, "backbone_arch": model.arch(),
+        "backbone_sha256": backbone_sha, "backbone_kind": model.kind if model is not None else None,
+        "backbone_arch": model.arch() if model is not None else None, "encoded": model is not None,
         "counts": {**inputs.counts, "distinct_texts": len(table.texts),
                    "truncated_texts": int(truncated.sum())},
         "splits": {s: {"videos": int((inputs.videos["split"] == s).sum()),

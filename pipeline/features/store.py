@@ -55,6 +55,17 @@ class FeatureStore:
     def dim(self) -> int:
         return int(self.frames.shape[-1])
 
+    @property
+    def encoded(self) -> bool:
+        """False for an index-only directory (``features.encode: false``: zero-width arrays)."""
+        return bool(self.meta.get("encoded", True))
+
+    def require_encoded(self, what: str) -> None:
+        if not self.encoded:
+            raise ValueError(f"{what}: the features directory holds no encoded features (features.encode: false); "
+                             "only variants that re-encode items with their own backbone (a released checkpoint, "
+                             "end-to-end fine-tuning) can use it; set features.encode: true")
+
 
 def load_features(path: str | Path, mmap: bool = True) -> FeatureStore:
     """Open a features directory, checking every array against the indexes and ``meta.json``."""

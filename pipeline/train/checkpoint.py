@@ -90,8 +90,10 @@ def save(data: dict[str, Any], path: str | Path) -> None:
     """Write a checkpoint atomically (a crash leaves the previous file intact)."""
     if data.get("kind") not in KINDS:
         raise ValueError(f"checkpoint kind must be one of {KINDS}, got {data.get('kind')!r}")
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "version": VERSION, **data}, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        # A file object, not the path: torch names the archive's root folder after the file, and
+        # the temporary name is random, which would make identical checkpoints differ by bytes.
+        torch.save({"format": FORMAT, "version": VERSION, **data}, f)
 
 
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:

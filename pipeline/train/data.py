@@ -102,6 +102,7 @@ def cached_pairs(features_dir: str | Path) -> TrainPairs:
     and dtype against the indexes and ``meta.json``).
     """
     store = load_features(features_dir)
+    store.require_encoded(f"cached-mode training on {features_dir}")
     return _pairs(store.captions_index, store.videos, "row", "row", str(features_dir))
 
 

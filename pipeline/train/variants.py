@@ -15,6 +15,11 @@ name, or of the one named by ``base``::
       dicosa: {}
       macvr: {}
       macvr_a05: {base: macvr, loss: {alpha_align: 0.5}}   # an ablation defined in params only
+      macvr_paper: {base: macvr, released: weights/msrvtt/pytorch_model.bin}   # the authors' checkpoint
+
+``released: <file>`` (relative to ``params.yaml: released.dir``) makes the variant's train stage
+import that official checkpoint instead of training (:mod:`pipeline.released.checkpoint`); the
+registered base decides which official model class it is (``dicosa``: DiCoSA's, else MAC-VR's).
 
 Adding a variant in code: one ``register_variant(Variant(...))`` line below (or in a plugin).
 """
@@ -31,6 +36,8 @@ from pipeline.registry import Registry
 
 #: Keys only variants may set (dotted paths in the train section).
 VARIANT_KEYS = ("model.tags", "loss.alpha_align")
+#: Keys of a variant entry that are not train overrides.
+ENTRY_KEYS = ("base", "released")
 #: The variant the others are compared with (paired differences, report tables).
 BASELINE = "dicosa"
 
@@ -91,6 +98,7 @@ def variant_overrides(name: str, spec: dict[str, Any] | None, where: str) -> dic
         raise ConfigError(f"{where}: expected a mapping of train overrides, got {spec!r}")
     spec = dict(spec or {})
     base = spec.pop("base", None)
+    spec.pop("released", None)
     if base is None and name not in VARIANTS:
         raise ConfigError(f"{where}: {name!r} is not a registered variant "
                           f"({', '.join(VARIANTS.names())}); give it a 'base' to start from")
@@ -138,3 +146,14 @@ def params_variants(params: str | Path) -> list[str]:
     if not isinstance(variants, dict) or not variants:
         raise ConfigError(f"{params}: variants must be a non-empty mapping of variant names")
     return [str(v) for v in variants]
+
+
+def variant_released(params: str | Path, name: str) -> str | None:
+    """The released checkpoint a variant imports instead of training (``variants.<name>.released``),
+    or None; a non-string value is an error."""
+    variants = load_params(params).get("variants") or {}
+    spec = variants.get(name) if isinstance(variants, dict) else None
+    value = spec.get("released") if isinstance(spec, dict) else None
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(f"{params}: variants.{name}.released must be a checkpoint file path, got {value!r}")
+    return value
