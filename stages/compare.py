@@ -1,7 +1,7 @@
 """Stage ``compare``: every trained variant against the baseline (paired), and the paper's tables.
 
     python -m stages.compare --params params.yaml --eval-dir eval --truth data/prepared/synthetic_truth.json \\
-        --out metrics/comparison.json --tables metrics/tables.md
+        --videos data/prepared/videos.parquet --out metrics/comparison.json --tables metrics/tables.md
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ def main(
     out: Path = typer.Option(..., help="comparison JSON (DVC metrics), e.g. metrics/comparison.json"),
     tables: Path = typer.Option(..., help="Markdown tables, e.g. metrics/tables.md"),
     truth: Optional[Path] = typer.Option(None, help="synthetic_truth.json (oracle ceiling; ignored when absent)"),
+    videos: Optional[Path] = typer.Option(None, help="prepared videos.parquet (its dataset picks the paper's values)"),
 ) -> None:
     """Paired bootstrap differences of every variant to the baseline; Tab. 2- and Tab. 4-like tables."""
     config = stage_config(CompareConfig, "compare", params, checks=PARAMS)
     variants = run("compare", params_variants, params)
-    report = run("compare", compare_variants, config, variants, eval_dir, out, tables, truth)
+    report = run("compare", compare_variants, config, variants, eval_dir, out, tables, truth, videos)
     typer.echo(f"compare: {len(report['paired'])} variants vs {config.baseline} -> {out}, {tables}")
 
 

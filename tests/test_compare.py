@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -28,7 +29,7 @@ from pipeline.retrieval.uncertainty import METRICS
 VIDEOS, CAPTIONS_PER_VIDEO = 60, 2
 SETTINGS = BootstrapSettings(resamples=400, seed=0, level=0.95)
 CONFIG = CompareConfig(baseline="dicosa", table2=["dicosa", "macvr"], table4=["macvr", "macvr_no_la", "dicosa"],
-                       metrics=["R1", "R5", "MnR"], bootstrap=SETTINGS)
+                       metrics=["R1", "R5", "MnR"], bootstrap=SETTINGS, paper={"macvr": "macvr", "dicosa": "dicosa"})
 
 
 def eval_dir(path: Path, variant: str, t2v: dict[str, np.ndarray], v2t: dict[str, np.ndarray]) -> Path:
@@ -187,9 +188,10 @@ def test_compare_refuses_a_missing_baseline_or_different_test_sets(evals, tmp_pa
 
 def test_compare_config_validation():
     raw = {"baseline": "dicosa", "table2": ["dicosa"], "table4": ["macvr"], "metrics": ["R1"],
-           "bootstrap": {"resamples": 100, "seed": 0, "level": 0.9}}
+           "bootstrap": {"resamples": 100, "seed": 0, "level": 0.9}, "paper": {"macvr": "macvr"}}
     assert from_mapping(CompareConfig, raw, "compare").bootstrap.resamples == 100
     for change, message in ((dict(metrics=["R2"]), "metrics must be a non-empty list"),
+                            (dict(paper={"macvr": "clip4clip"}), "paper maps variants to the paper's models"),
                             (dict(table2=["macvr", "macvr"]), "table2 lists a variant twice"),
                             (dict(bootstrap={"resamples": 10, "seed": 0, "level": 0.9}), "resamples must be >= 100"),
                             (dict(bootstrap={"resamples": 100, "seed": 0, "level": 1.0}), "level must be in")):
@@ -205,7 +207,8 @@ def test_compare_stage_and_diff_command(evals, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({
         "compare": {"baseline": "dicosa", "table2": ["dicosa", "macvr"], "table4": ["macvr", "dicosa"],
-                    "metrics": ["R1", "MnR"], "bootstrap": {"resamples": 400, "seed": 0, "level": 0.95}},
+                    "metrics": ["R1", "MnR"], "bootstrap": {"resamples": 400, "seed": 0, "level": 0.95},
+                    "paper": {}},
         "variants": {"dicosa": {}, "macvr": {}}}))
     result = CliRunner().invoke(app, ["--params", str(params), "--eval-dir", str(evals), "--out",
                                       str(tmp_path / "comparison.json"), "--tables", str(tmp_path / "tables.md"),
@@ -246,3 +249,40 @@ def test_seeds_summary_is_mean_and_sd_of_metrics_and_paired_differences():
     only = summarise({"a": run(1.0, 2.0), "b": run(3.0, 4.0)}, files=["macvr"])
     assert set(only) == {"macvr.t2v.none.R1"} and only["macvr.t2v.none.R1"]["sd"] == pytest.approx(np.sqrt(2))
     assert np.isnan(summarise({"a": run(1.0, 2.0)})["macvr.t2v.none.R1"]["sd"])  # one run: no spread
+
+
+def test_the_papers_tab2_sits_beside_the_measurement(evals, tmp_path):
+    from pipeline.released.paper import published
+
+    videos = tmp_path / "videos.parquet"
+    pd.DataFrame({"video_id": ["a"], "dataset": ["msrvtt"]}).to_parquet(videos)
+    report = compare_variants(CONFIG, ["dicosa", "macvr"], evals, tmp_path / "c.json", tmp_path / "t.md",
+                              videos=videos)
+    paper = report["paper"]
+    assert paper["dataset"] == "msrvtt" and set(paper["rows"]) == {"dicosa", "macvr"}
+    for variant in ("dicosa", "macvr"):
+        for strategy in ("none", "dsl"):  # qb was not evaluated here
+            for metric, cell in paper["rows"][variant]["t2v"][strategy].items():
+                m = report["metrics"][variant]["t2v"][strategy]
+                assert cell["published"] == published("msrvtt", variant)[strategy][metric]
+                assert (cell["measured"], cell["lo"], cell["hi"]) == (m[metric], m[f"{metric}_lo"], m[f"{metric}_hi"])
+                assert cell["outside"] == (not m[f"{metric}_lo"] <= cell["published"] <= m[f"{metric}_hi"])
+    gain = paper["gain"]["dsl"]["R1"]
+    d = report["paired"]["macvr"]["t2v"]["dsl"]["R1"]
+    assert gain["published"] == pytest.approx(53.2 - 52.1) and gain["measured"] == d["diff"]
+    assert gain["published_inside"] == (d["lo"] <= 1.1 <= d["hi"]) and gain["excludes_zero"] == (d["lo"] > 0)
+    md = (tmp_path / "t.md").read_text()
+    assert "## The paper's Tab. 2 beside the measurement" in md and "MAC-VR − DiCoSA" in md
+    assert md.count("✗") - 1 == sum(c["outside"] for r in paper["rows"].values() for by in r["t2v"].values()
+                                for c in by.values())
+    tracked = json.loads((tmp_path / "c.json").read_text())
+    assert tracked["paper"]["gain"]["dsl"]["R1"]["published"] == 1.1
+    # the other way round (MAC-VR as the baseline) the gain keeps its sign
+    flipped = CompareConfig(**{**CONFIG.__dict__, "baseline": "macvr"})
+    again = compare_variants(flipped, ["dicosa", "macvr"], evals, tmp_path / "c2.json", tmp_path / "t2.md",
+                             videos=videos)["paper"]["gain"]["dsl"]["R1"]
+    assert again["measured"] == pytest.approx(gain["measured"]) and again["lo"] == pytest.approx(gain["lo"], abs=0.2)
+    # synthetic data (no published values): no section
+    pd.DataFrame({"video_id": ["a"], "dataset": ["synthetic"]}).to_parquet(videos)
+    assert compare_variants(CONFIG, ["dicosa", "macvr"], evals, tmp_path / "c.json", tmp_path / "t.md",
+                            videos=videos)["paper"] == {}

@@ -31,7 +31,8 @@ from stages import report as report_stage
 from tests.test_evaluate_common import eval_config, make_project
 
 COMPARE = CompareConfig(baseline="dicosa", table2=["dicosa", "macvr"], table4=["macvr", "dicosa"],
-                        metrics=["R1", "R5", "MnR"], bootstrap=BootstrapSettings(resamples=200, seed=0, level=0.95))
+                        metrics=["R1", "R5", "MnR"], bootstrap=BootstrapSettings(resamples=200, seed=0, level=0.95),
+                        paper={})
 
 
 def report_config(**changes) -> ReportConfig:

@@ -322,7 +322,7 @@ def test_stage_cli_reads_params_and_variant(features, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"train": section, "variants": variants, "text": {"max_words": 20},
                                       "other": {"x": 1}}))
-    assert PARAMS == {"train": TrainConfig, "variants": None, "text": Text}
+    assert PARAMS == {"train": TrainConfig, "variants": None, "text": Text, "released.dir": None}
     for variant in ("macvr", "macvr_a0"):
         result = CliRunner().invoke(app, ["--params", str(params), "--variant", variant, "--features", str(features),
                                           "--out", str(tmp_path / variant), "--live-dir", str(tmp_path / "live")])

@@ -40,9 +40,62 @@ def controls(result: EvalResult, truth: Path | None) -> dict[str, Any]:
     return out
 
 
+def paper_section(config: CompareConfig, dataset: str | None, metrics: dict[str, Any],
+                  paired: dict[str, Any]) -> dict[str, Any]:
+    """The paper's Tab. 2 beside the measurement: per mapped variant and t2v strategy, each metric's
+    published value, measured value and interval (``outside``: the published value is not in it);
+    and, when the paper's two models are both evaluated and one is the baseline, the published gain
+    beside the measured paired difference."""
+    from pipeline.released.paper import beside, paper_tab2, published
+
+    if not dataset or dataset not in paper_tab2()["values"]:
+        return {}
+    rows: dict[str, Any] = {}
+    for variant, model in config.paper.items():
+        values = published(dataset, model)
+        if variant not in metrics or values is None:
+            continue
+        rows[variant] = {"model": paper_tab2()["models"][model],
+                         "t2v": {s: beside(metrics[variant]["t2v"][s], values[s])
+                                 for s in values if s in metrics[variant]["t2v"]}}
+    gain: dict[str, Any] = {}
+    by_model = {m: v for v, m in config.paper.items() if v in rows}
+    if {"macvr", "dicosa"} <= set(by_model) and config.baseline in (by_model["macvr"], by_model["dicosa"]):
+        other = by_model["macvr"] if config.baseline == by_model["dicosa"] else by_model["dicosa"]
+        sign = 1.0 if other == by_model["macvr"] else -1.0  # always MAC-VR - DiCoSA
+        mac, dic = published(dataset, "macvr"), published(dataset, "dicosa")
+        for strategy, diffs in paired.get(other, {}).get("t2v", {}).items():
+            if strategy not in mac:
+                continue
+            gain[strategy] = {}
+            for metric, d in diffs.items():
+                if metric not in mac[strategy]:
+                    continue
+                lo, hi = sorted((sign * d["lo"], sign * d["hi"]))
+                pub = float(mac[strategy][metric]) - float(dic[strategy][metric])
+                gain[strategy][metric] = {"published": round(pub, 4), "measured": sign * d["diff"], "lo": lo, "hi": hi,
+                                          "p": d["p"], "published_inside": lo <= pub <= hi,
+                                          "excludes_zero": lo > 0 or hi < 0}
+    return {"dataset": dataset, "source": paper_tab2()["source"], "rows": rows,
+            "gain": gain, "gain_of": [by_model.get("macvr"), by_model.get("dicosa")]} if rows else {}
+
+
+def prepared_dataset(videos: str | Path | None) -> str | None:
+    """The prepared dataset's name (``videos.parquet``'s ``dataset`` column), or None."""
+    if videos is None or not Path(videos).is_file():
+        return None
+    from pipeline.io import read_parquet
+
+    names = read_parquet(videos, columns=["dataset"])["dataset"].unique()
+    return str(names[0]) if len(names) == 1 else None
+
+
 def compare_variants(config: CompareConfig, variants: list[str], eval_dir: str | Path, out_json: str | Path,
-                     out_md: str | Path, truth: str | Path | None = None) -> dict[str, Any]:
-    """Compare every variant in ``variants`` with ``config.baseline``; write both outputs."""
+                     out_md: str | Path, truth: str | Path | None = None,
+                     videos: str | Path | None = None) -> dict[str, Any]:
+    """Compare every variant in ``variants`` with ``config.baseline``; write both outputs.
+
+    ``videos``: the prepared ``videos.parquet`` (its dataset selects the paper's published values)."""
     eval_dir = Path(eval_dir)
     if config.baseline not in variants:
         raise ValueError(f"compare.baseline {config.baseline!r} is not one of the variants {variants}")
@@ -60,10 +113,17 @@ def compare_variants(config: CompareConfig, variants: list[str], eval_dir: str |
         "controls": controls(base, None if truth is None else Path(truth)),
         "descriptions": {v: VARIANTS.get(v).description for v in variants if v in VARIANTS},
     }
+    report["paper"] = paper_section(config, prepared_dataset(videos), report["metrics"], paired)
     tracked = {f"{v}_vs_{config.baseline}": flatten(d) for v, d in paired.items()}
     tracked["controls"] = {name: {d: {k: round(float(x), 2) for k, x in by.items() if isinstance(x, (int, float))}
                                   for d, by in values.items() if isinstance(by, dict)}
                            for name, values in report["controls"].items()}
+    if report["paper"]:
+        tracked["paper"] = {"rows": {v: {s: {m: {k: (round(x, 2) if isinstance(x, float) else x) for k, x in c.items()}
+                                             for m, c in by.items()} for s, by in r["t2v"].items()}
+                                     for v, r in report["paper"]["rows"].items()},
+                            "gain": {s: {m: {k: (round(x, 3) if isinstance(x, float) else x) for k, x in c.items()}
+                                         for m, c in by.items()} for s, by in report["paper"]["gain"].items()}}
     write_json(tracked, out_json)
     with atomic_path(out_md) as tmp:
         tmp.write_text(render(report, config))

@@ -74,6 +74,45 @@ def controls_lines(controls: dict[str, Any], metrics: list[str]) -> list[str]:
     return out + [""]
 
 
+def paper_lines(paper: dict[str, Any], pct: str) -> list[str]:
+    """The paper's Tab. 2 beside the measurement, and the published gain beside the paired one."""
+    metrics = ("R1", "R5", "R10", "MdR", "MnR")
+    out = [f"Published: {paper['source']} ({paper['dataset']}, text-to-video). Cells: measured [{pct}% interval] "
+           "· published; ✗ marks a published value outside the measured interval.", ""]
+    out += _header(list(metrics), ["strategy", "variant (paper)"])
+    order = ("none", "qb", "dsl")
+    for strategy in order:
+        for variant, row in paper["rows"].items():
+            cells = row["t2v"].get(strategy)
+            if not cells:
+                continue
+            text = []
+            for m in metrics:
+                c = cells.get(m)
+                if c is None:
+                    text.append("")
+                    continue
+                mark = " ✗" if c["outside"] else ""
+                text.append(f"{c['measured']:.1f} [{c['lo']:.1f}, {c['hi']:.1f}] · {c['published']:g}{mark}")
+            out.append(f"| {strategy_label(strategy)} | {variant} ({row['model']}) | " + " | ".join(text) + " |")
+    outside = sum(c["outside"] for r in paper["rows"].values() for by in r["t2v"].values() for c in by.values())
+    total = sum(len(by) for r in paper["rows"].values() for by in r["t2v"].values())
+    out += ["", f"{outside} of {total} published values lie outside the measured {pct}% intervals.", ""]
+    if paper.get("gain"):
+        mac, dic = paper["gain_of"]
+        out += [f"**MAC-VR − DiCoSA** ({mac} − {dic}, paired on the same test queries): is the published gain "
+                "distinguishable from noise?", "",
+                "| strategy | metric | published gain | measured Δ [interval] | p | published gain in interval | "
+                "interval excludes 0 |", "|---|---|---:|---|---:|---|---|"]
+        for strategy in order:
+            for m, g in paper["gain"].get(strategy, {}).items():
+                out.append(f"| {strategy_label(strategy)} | {METRIC_NAMES[m]} | {g['published']:+.1f} | "
+                           f"{g['measured']:+.1f} [{g['lo']:+.1f}, {g['hi']:+.1f}] | {g['p']:.3f} | "
+                           f"{'yes' if g['published_inside'] else 'no'} | {'yes' if g['excludes_zero'] else 'no'} |")
+        out.append("")
+    return out
+
+
 def render(report: dict[str, Any], config) -> str:
     """The whole Markdown document of the compare stage."""
     m, base = report["metrics"], config.baseline
@@ -83,6 +122,8 @@ def render(report: dict[str, Any], config) -> str:
              f"Cells: value [{pct}% interval]; Δ = paired difference to **{base}** [{pct}% interval] "
              f"(bold: the interval excludes 0). Intervals: cluster bootstrap over test videos "
              f"({config.bootstrap.resamples} resamples).", ""]
+    if report.get("paper"):
+        lines += ["## The paper's Tab. 2 beside the measurement", ""] + paper_lines(report["paper"], pct)
     if report.get("controls"):
         lines += ["## Reference points", ""] + controls_lines(report["controls"], config.metrics)
     t2 = [v for v in config.table2 if v in m]
