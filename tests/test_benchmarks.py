@@ -21,6 +21,12 @@ TINY = {
         [r"ratio fused/direct: [\d.]+x", r"ratio fast/direct: [\d.]+x", r"max \|fused - direct\|: ([\d.e+-]+)",
          r"max \|fast - direct\|: ([\d.e+-]+)"],
     ),
+    "bench_released_eval.py": (
+        ["--small", "--image-size", "32", "--videos", "3", "--frames", "4", "--texts", "8", "--pairs", "6",
+         "--batch", "8", "--threads", "1"],
+        [r"videos: +[\d.]+ s per 1000 videos", r"texts: +[\d.]+ s per 1000 texts",
+         r"scoring: +[\d.]+ s per 1000 x 1000 pairs", r"querybank  9000: +[\d.]+ min per variant"],
+    ),
     "bench_search.py": (
         ["--videos", "400", "--queries", "6", "--dim", "32", "--topics", "20", "--train-steps", "2",
          "--train-batch", "8", "--exhaustive-queries", "2", "--candidates", "10,400", "--backend", "exact"],

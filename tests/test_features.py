@@ -22,7 +22,7 @@ from pipeline.features.tag_control import shuffled_tags
 from pipeline.features.extract import extract_features
 from pipeline.features.inputs import load_inputs
 from pipeline.features.store import load_features
-from pipeline.features.tags import infer_sentence, tag_sentence, train_sentences
+from pipeline.tags.sentences import infer_sentence, tag_sentence, train_sentences
 from pipeline.frames.store import FrameStore
 from pipeline.text import TextConfig
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,7 @@ def test_the_variant_decides_between_mac_vr_and_dicosa(tmp_path):
         import_state(macvr, (), variant("dicosa").model, "m")
     with pytest.raises(ReleasedCheckpointError, match="implies K=16 concepts.*is it a DiCoSA checkpoint"):
         import_state(dicosa, ("visual", "textual"), variant("macvr").model, "d")
-    linear = variant("macvr").model.__class__(**{**variant("macvr").model.__dict__, "concept_projection": "linear"})
+    linear = replace(variant("macvr").model, concept_projection="linear")
     with pytest.raises(ReleasedCheckpointError, match="no concept projection"):
         import_state(macvr, ("visual", "textual"), linear, "m")
 
@@ -144,3 +145,18 @@ def test_the_train_stage_imports_a_released_variant(tmp_path):
                                       "--out", str(tmp_path / "models/other")])
     assert result.exit_code == 1 and "missing.bin: released checkpoint not found" in result.output
     assert not (tmp_path / "models/other").exists()
+
+
+def test_other_geometries_import_too():
+    """ViT-B/16-like patches (here 8 px on 32 px: 17 positions), a 3-layer temporal transformer,
+    K = 4 concepts, fp32 tensors: shapes come from the weights, not from a fixed list."""
+    from tests.released_fixtures import Shapes
+
+    shapes = Shapes(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
+                    context_length=77, text_width=64, text_layers=1, temporal_layers=3, num_concepts=4)
+    state = {k: v.float() for k, v in official_state_dict("macvr", shapes, seed=9).items()}
+    params = replace(variant("macvr").model, num_concepts=4)
+    config, head, backbone = import_state(state, ("visual", "textual"), params, "b16")
+    assert (config.num_concepts, config.temporal_layers) == (4, 3)
+    assert backbone["arch"]["vision_patch_size"] == 8 and backbone["arch"]["vision_layers"] == 2
+    assert backbone["arch"]["image_resolution"] == 32

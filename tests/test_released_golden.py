@@ -1,14 +1,16 @@
 """A released checkpoint evaluated by the pipeline equals the official ``eval_epoch``.
 
-Golden numbers (``tests/golden/released/official_macvr_m8.*``) were recorded by running
-adrianofragomeni/MAC-VR-code @ dc4cc40 unchanged (README: "Golden numbers") on the tiny MSR-VTT
-release in ``tests/golden/released/msrvtt`` (14 H.264 clips of 2-17 s, the two tag CSVs) with a
-ViT-B/32-shaped checkpoint from :func:`tests.released_fixtures.official_state_dict` (seed 0,
-CLIP matrices in fp16 as the authors' GPU runs store them): ``--max_words 32 --max_frames 12
---video_framerate 1 --temp 3 --center 8``, 8 / 8 tags at test, QB-Norm beta 70, k 1, theta 3 / 5.
-Here the same checkpoint is rebuilt from its seed and run through the stages a user runs
-(prepare, frames, clean_tags with ``released.tags``, features with ``encode: false``, train with
-``variants.macvr.released``, evaluate) with the reference profile.
+Golden numbers (``tests/golden/released/official_<variant>_m8.*``) were recorded by running the
+official code unchanged (README: "Golden numbers") on the tiny MSR-VTT release in
+``tests/golden/released/msrvtt`` (14 H.264 clips of 2-17 s, the two tag CSVs) with ViT-B/32-shaped
+checkpoints from :func:`tests.released_fixtures.official_state_dict` (CLIP matrices in fp16 as the
+authors' GPU runs store them): MAC-VR-code @ dc4cc40 for the MAC-VR checkpoint (seed 0; every
+strategy), jpthu17/DiCoSA @ 7cbb336 for the DiCoSA one (seed 1; its ``eval_epoch`` reports QB-Norm
+only), both with ``--max_words 32 --max_frames 12 --video_framerate 1 --temp 3 --center 8``, 8 / 8
+tags at test, QB-Norm beta 70, k 1, theta 3 / 5. Here the same checkpoints are rebuilt from their
+seeds and run through the stages a user runs (prepare, frames, clean_tags with ``released.tags``,
+features with ``encode: false``, train with ``variants.<v>.released``, evaluate) with the
+reference profile.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ GOLDEN = ROOT / "tests" / "golden" / "released"
 FIXTURE = GOLDEN / "msrvtt"
 
 pytestmark = pytest.mark.slow
+SEEDS = {"macvr": 0, "dicosa": 1}  # the seeds the official runs' checkpoints were drawn with
 
 
 def invoke(app, *args):
@@ -53,14 +56,15 @@ def evaluated(tmp_path_factory) -> Path:
     write_msrvtt_annotations(FIXTURE / "anns", root / "annotations")
     (root / "released").mkdir()
     shutil.copytree(FIXTURE / "anns", root / "released" / "anns")
-    torch.save(official_state_dict("macvr", VIT_B_32, seed=0, clip_dtype=torch.float16),
-               root / "released" / "macvr.bin")
+    for variant, seed in SEEDS.items():
+        torch.save(official_state_dict(variant, VIT_B_32, seed=seed, clip_dtype=torch.float16),
+                   root / "released" / f"{variant}.bin")
     params = yaml.safe_load((ROOT / "params.reference.yaml").read_text())
     params["prepare"]["source"] = {"annotations": str(root / "annotations"), "videos": str(FIXTURE / "videos")}
     params["frames"]["workers"] = 1
     params["released"].update(dir=str(root / "released"), tags="anns")
     params["features"].update(encode=False, device="cpu", torch_threads=2)
-    params["variants"] = {"macvr": {"released": "macvr.bin"}}
+    params["variants"] = {v: {"released": f"{v}.bin"} for v in SEEDS}
     params["evaluate"].update(device="cpu", torch_threads=2)
     params["compare"]["baseline"] = "macvr"
     p = root / "params.yaml"
@@ -75,24 +79,25 @@ def evaluated(tmp_path_factory) -> Path:
     invoke(features, "--params", p, "--backbone", root / "released/macvr.bin", "--frames", d / "frames",
            "--videos", d / "prepared/videos.parquet", "--captions", d / "prepared/captions.parquet",
            "--tags", d / "tags/tags.parquet", "--out", d / "features")
-    invoke(train, "--params", p, "--variant", "macvr", "--out", root / "models/macvr",
-           "--live-dir", root / "dvclive/macvr")
-    invoke(evaluate, "--params", p, "--variant", "macvr", "--model", root / "models/macvr/model.pt",
-           "--features", d / "features", "--frames", d / "frames", "--captions", d / "prepared/captions.parquet",
-           "--tags", d / "tags/tags.parquet", "--out", root / "eval/macvr", "--metrics", root / "metrics/macvr.json",
-           "--plots", root / "plots/macvr")
+    for v in SEEDS:
+        invoke(train, "--params", p, "--variant", v, "--out", root / f"models/{v}", "--live-dir", root / f"dvclive/{v}")
+        invoke(evaluate, "--params", p, "--variant", v, "--model", root / f"models/{v}/model.pt",
+               "--features", d / "features", "--frames", d / "frames", "--captions", d / "prepared/captions.parquet",
+               "--tags", d / "tags/tags.parquet", "--out", root / f"eval/{v}", "--metrics", root / f"metrics/{v}.json",
+               "--plots", root / f"plots/{v}")
     return root
 
 
-def official():
-    arrays = np.load(GOLDEN / "official_macvr_m8.npz")
-    meta = json.loads((GOLDEN / "official_macvr_m8.json").read_text())
+def official(variant: str):
+    arrays = np.load(GOLDEN / f"official_{variant}_m8.npz")
+    meta = json.loads((GOLDEN / f"official_{variant}_m8.json").read_text())
     return arrays, meta
 
 
-def test_similarity_and_querybanks_equal_the_official_eval_epoch(evaluated):
-    arrays, meta = official()
-    order, ev = meta["order"], evaluated / "eval/macvr"
+@pytest.mark.parametrize("variant", sorted(SEEDS))
+def test_similarity_and_querybanks_equal_the_official_eval_epoch(evaluated, variant):
+    arrays, meta = official(variant)
+    order, ev = meta["order"], evaluated / f"eval/{variant}"
     text = pd.read_parquet(evaluated / "data/prepared/captions.parquet").set_index("caption_id")["text"]
     caps = pd.read_parquet(ev / "captions.parquet")["caption_id"].map(text).tolist()
     vids = pd.read_parquet(ev / "videos.parquet")["video_id"].tolist()
@@ -110,9 +115,10 @@ def test_similarity_and_querybanks_equal_the_official_eval_epoch(evaluated):
     assert np.abs(arrays["similarity"] - arrays["similarity"][::-1]).max() > 1e-3
 
 
-def test_metrics_equal_the_official_ones(evaluated):
-    _, meta = official()
-    ours = json.loads((evaluated / "eval/macvr/metrics.json").read_text())["metrics"]
+@pytest.mark.parametrize("variant", sorted(SEEDS))
+def test_metrics_equal_the_official_ones(evaluated, variant):
+    _, meta = official(variant)
+    ours = json.loads((evaluated / f"eval/{variant}/metrics.json").read_text())["metrics"]
     for name, expected in meta["metrics"].items():
         strategy, direction = name.split("_")
         got = ours[direction][strategy]
@@ -125,7 +131,7 @@ def test_the_strategies_rescore_like_the_official_code(evaluated):
     """DSL and QB-Norm applied to the official similarity give the official rankings."""
     from pipeline.retrieval import STRATEGIES
 
-    arrays, _ = official()
+    arrays, _ = official("macvr")
     sim = arrays["similarity"].astype(np.float64)
     dsl = STRATEGIES.get("dsl")
     ours = dsl.apply(sim, "t2v", dsl.reference(), None).scores

@@ -16,7 +16,7 @@ from pipeline.backbone.arch import CLIP_VOCAB_SIZE, ClipArch
 from pipeline.backbone.clip_model import ClipModel, clip_tokenize
 from pipeline.backbone.io import file_sha256, load_backbone, save_weights
 from pipeline.evaluation.trained import TrainedModel
-from pipeline.features.tags import tag_sentence
+from pipeline.tags.sentences import tag_sentence
 from pipeline.io import read_json, write_json, write_npy, write_parquet
 from pipeline.text import TextConfig
 from pipeline.train import loop

@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline.backbone.stream import ClipGeometry, FreshBatch, clip_geometry, fresh_batch
 from pipeline.backbone.tag_terms import TagOptions
-from pipeline.features.tags import draw_tags, tag_sentence
+from pipeline.tags.sentences import draw_tags, tag_sentence
 
 if TYPE_CHECKING:
     from pipeline.tags.offline_visual import OfflineVisualConfig

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline.backbone.base import Backbone, TextBatch
 from pipeline.backbone.data import VideoTextSet
-from pipeline.features.tags import draw_tags, item_rng, tag_sentence
+from pipeline.tags.sentences import draw_tags, item_rng, tag_sentence
 
 TAG_DRAWS = 4  # pre-tokenised tag sentences per item for the tag terms (TagOptions.tag_tokens)
 

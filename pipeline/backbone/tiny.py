@@ -5,7 +5,7 @@ batch of distinct training videos; a video is the mean of the embeddings of a fe
 frames drawn at random (a cheap temporal augmentation, and the same frame-mean the evaluation
 uses), paired with a few of its captions drawn at random. The loss is the symmetric InfoNCE of
 :mod:`pipeline.losses` with a video's captions as its positives, the optimiser uses the training
-code's parameter-decay rule and warmup-cosine schedule (:mod:`pipeline.train.optim`), and the
+code's parameter-decay rule and warmup-cosine schedule (:mod:`pipeline.optimisation`), and the
 report is R@1 from :mod:`pipeline.retrieval`: nothing of the head's training is re-implemented.
 
 Two sizes are not knobs here: the input resolution is the frames stage's ``image_size`` (read
@@ -77,7 +77,7 @@ from pipeline.config import to_dict
 from pipeline.losses import multi_positive_info_nce
 from pipeline.model.config import MAX_LOGIT_SCALE
 from pipeline.retrieval.metrics import rank_metrics, ranks_t2v, ranks_v2t
-from pipeline.train.optim import WarmupCosine, is_no_decay
+from pipeline.optimisation import WarmupCosine, is_no_decay
 
 log = logging.getLogger(__name__)
 

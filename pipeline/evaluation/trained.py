@@ -21,7 +21,7 @@ import torch
 
 from pipeline.evaluation.sets import RowView, TextSet, VideoSet
 from pipeline.features.store import FeatureStore
-from pipeline.features.tags import infer_sentence
+from pipeline.tags.sentences import infer_sentence
 from pipeline.model import MacVR
 from pipeline.train import checkpoint as ckpt
 

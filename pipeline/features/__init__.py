@@ -13,7 +13,7 @@ from __future__ import annotations
 from pipeline.features.config import FeaturesConfig
 from pipeline.features.extract import extract_features
 from pipeline.features.store import FeatureStore, load_features
-from pipeline.features.tags import PREFIX, infer_sentence, tag_sentence, train_sentences
+from pipeline.tags.sentences import PREFIX, infer_sentence, tag_sentence, train_sentences
 
 __all__ = ["FeaturesConfig", "extract_features", "FeatureStore", "load_features", "PREFIX",
            "infer_sentence", "tag_sentence", "train_sentences"]

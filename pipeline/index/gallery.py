@@ -93,9 +93,9 @@ def build_gallery(out: str | Path, model_path: str | Path, params: str | Path, *
     from pipeline.backbone.encode import encode_text_array, encode_video_array
     from pipeline.config import load_section
     from pipeline.evaluation.trained import ItemSources, TrainedModel
-    from pipeline.features.tags import infer_sentence
+    from pipeline.tags.sentences import infer_sentence
     from pipeline.index.shortlist import ShortlistIndex
-    from pipeline.search import SearchConfig
+    from pipeline.search_config import SearchConfig
 
     if (videos_dir is None) == (features is None):
         raise GalleryError("give exactly one of a folder of videos or a features directory (with --split)")

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 
 from pipeline.features.store import load_features
-from pipeline.features.tags import draw_tags, tag_sentence
+from pipeline.tags.sentences import draw_tags, tag_sentence
 from pipeline.frames.store import FrameStore
 from pipeline.io import read_parquet
 from pipeline.tags.table import read_tags

@@ -40,26 +40,20 @@ up (10 epochs: zero at epoch 5, back at the peak at epoch 10).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
+# The schedules and decay rules live below the training package (the backbone's pretraining uses
+# them too); re-exported here as part of this module's interface.
+from pipeline.optimisation import (OfficialWarmupCosine, WarmupCosine, is_no_decay, is_no_decay_official,  # noqa: F401
+                                   warmup_steps)
+
 OPTIMIZERS = ("adamw", "bertadam")
 SCHEDULES = ("warmup_cosine", "official")
 DECAY_RULES = ("matrices", "official")
-
-
-def is_no_decay(name: str, param: nn.Parameter, embedding_params: set[int]) -> bool:
-    """The ``matrices`` rule: True for parameters weight decay must not touch (module docstring)."""
-    return param.ndim < 2 or id(param) in embedding_params or name.split(".")[-1].endswith("embedding")
-
-
-def is_no_decay_official(name: str) -> bool:
-    """The ``official`` rule: spare names containing bias / LayerNorm.bias / LayerNorm.weight."""
-    return any(key in name for key in ("bias", "LayerNorm.bias", "LayerNorm.weight"))
 
 
 def param_groups(model: nn.Module, lr: float, clip_lr: float, weight_decay: float,
@@ -145,49 +139,6 @@ def build_optimizer(model: nn.Module, lr: float, clip_lr: float, weight_decay: f
     if optimizer == "bertadam":
         return BertAdam(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-
-
-def warmup_steps(total_steps: int, warmup_fraction: float) -> int:
-    """Number of warmup steps: ``fraction * total`` rounded half up, at least 1 when fraction > 0."""
-    if warmup_fraction <= 0:
-        return 0
-    return max(1, min(total_steps, math.floor(warmup_fraction * total_steps + 0.5)))
-
-
-class WarmupCosine:
-    """Linear warmup then cosine decay, as a ``LambdaLR`` multiplier (picklable, stateless)."""
-
-    def __init__(self, warmup: int, total: int) -> None:
-        if total < 1:
-            raise ValueError(f"total steps must be >= 1, got {total}")
-        if not 0 <= warmup <= total:
-            raise ValueError(f"warmup steps must be in [0, {total}], got {warmup}")
-        self.warmup = warmup
-        self.total = total
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / self.warmup
-        decay_steps = self.total - self.warmup
-        if decay_steps <= 0:
-            return 1.0
-        progress = min(1.0, (step - self.warmup) / decay_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-class OfficialWarmupCosine:
-    """The official ``warmup_cosine`` on global progress x = step / total (see the module docstring)."""
-
-    def __init__(self, warmup_fraction: float, total: int) -> None:
-        if total < 1:
-            raise ValueError(f"total steps must be >= 1, got {total}")
-        self.warmup_fraction, self.total = warmup_fraction, total
-
-    def __call__(self, step: int) -> float:
-        x = step / self.total
-        if x < self.warmup_fraction:
-            return x / self.warmup_fraction
-        return 0.5 * (1.0 + math.cos(math.pi * x))
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float,
