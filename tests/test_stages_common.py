@@ -116,7 +116,7 @@ def test_a_real_stage_process_fails_with_one_line(tmp_path):
 
 def yaml_text() -> str:
     return ("compare:\n  baseline: dicosa\n  table2: [dicosa, macvr]\n  table4: [macvr, dicosa]\n"
-            "  metrics: [R1, MnR]\n  bootstrap: {resamples: 200, seed: 0, level: 0.95}\n"
+            "  metrics: [R1, MnR]\n  bootstrap: {resamples: 200, seed: 0, level: 0.95}\n  paper: {}\n"
             "variants:\n  dicosa: {}\n  macvr: {}\n")
 
 

@@ -231,6 +231,23 @@ def import_state(state: dict[str, torch.Tensor], tags: tuple[str, ...], model_pa
     return config, {k2: v.detach().clone() for k2, v in model.state_dict().items()}, backbone
 
 
+def same_file(source: Path, target: Path) -> None:
+    """``target`` with ``source``'s bytes: a hard link where the filesystem allows (an imported
+    checkpoint has nothing to resume, so ``checkpoint.pt`` is ``model.pt``; a ViT-B/32 one is
+    600 MB), else a copy; atomic either way."""
+    import os
+    import shutil
+
+    from pipeline.io import atomic_path
+
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
 def file_format(tags: tuple[str, ...]) -> str:
     return "macvr" if tags else "dicosa"
 
@@ -238,7 +255,7 @@ def file_format(tags: tuple[str, ...]) -> str:
 def import_checkpoint(path: str | Path, variant: str, train_config: Any, text: Any, out_dir: str | Path,
                       live_dir: str | Path | None = None) -> dict[str, Any]:
     """The train stage for a variant with ``released: <file>``: write ``model.pt`` and
-    ``checkpoint.pt`` (the same content) from the official checkpoint, and the dvclive summary.
+    ``checkpoint.pt`` (the same file) from the official checkpoint, and the dvclive summary.
 
     Returns the summary metrics (provenance: the file's SHA-256, dtypes, K, temporal layers)."""
     from pipeline.backbone.io import file_sha256
@@ -261,7 +278,7 @@ def import_checkpoint(path: str | Path, variant: str, train_config: Any, text: A
             "backbone": backbone, "metrics": {}}
     out_dir = Path(out_dir)
     ckpt.save(data, out_dir / "model.pt")
-    ckpt.save(data, out_dir / "checkpoint.pt")
+    same_file(out_dir / "model.pt", out_dir / "checkpoint.pt")
     summary = {"released": 1, "num_concepts": config.num_concepts, "temporal_layers": config.temporal_layers,
                "frame_positions": config.max_frames, "embed_dim": config.embed_dim}
     if live_dir is not None:

@@ -205,6 +205,20 @@ def match_csv(rows: list[CsvRow], captions: pd.DataFrame, videos: pd.DataFrame) 
     return MatchResult(visual, textual, problems, counts)
 
 
+def paragraph_captions(captions: pd.DataFrame, where: str) -> dict[str, str]:
+    """video id -> its one caption id: the concepts format keeps one textual tag list per video
+    (its paragraph), so several captions for a video are refused."""
+    captions_of: dict[str, list[str]] = defaultdict(list)
+    for cid, vid in zip(captions["caption_id"].astype(str), captions["video_id"].astype(str)):
+        captions_of[vid].append(cid)
+    several = sorted(v for v, cs in captions_of.items() if len(cs) > 1)
+    if several:
+        raise ReleasedTagsError(f"{where}: the concepts format holds one textual tag list per video (its paragraph), "
+                                f"but {len(several)} prepared videos have several captions (e.g. {several[0]}); "
+                                "use the csv format for per-caption tags")
+    return {vid: cs[0] for vid, cs in captions_of.items()}
+
+
 def match_concepts(entries: list[tuple[str, Any]], file: str, captions: pd.DataFrame,
                    videos: pd.DataFrame) -> MatchResult:
     """Visual tags per video and textual tags per (the video's one) caption from a concepts file."""
@@ -213,14 +227,7 @@ def match_concepts(entries: list[tuple[str, Any]], file: str, captions: pd.DataF
     by_stem: dict[str, list[str]] = defaultdict(list)
     for v in known:
         by_stem[strip_video_extension(v)].append(v)
-    captions_of: dict[str, list[str]] = defaultdict(list)
-    for cid, vid in zip(captions["caption_id"].astype(str), captions["video_id"].astype(str)):
-        captions_of[vid].append(cid)
-    several = sorted(v for v, cs in captions_of.items() if len(cs) > 1)
-    if several:
-        raise ReleasedTagsError(f"{file}: the concepts format holds one textual tag list per video (its paragraph), "
-                                f"but {len(several)} prepared videos have several captions (e.g. {several[0]}); "
-                                "use the csv format for per-caption tags")
+    caption_of = paragraph_captions(captions, file)
     problems = Problems()
     visual: dict[str, list[str]] = {}
     textual: dict[str, list[str]] = {}
@@ -248,8 +255,8 @@ def match_concepts(entries: list[tuple[str, Any]], file: str, captions: pd.DataF
             problems.add("unparsable", str(err))
             continue
         visual[vid] = tags_v
-        for cid in captions_of.get(vid, []):
-            textual[cid] = tags_t
+        if vid in caption_of:
+            textual[caption_of[vid]] = tags_t
     for vid in known:
         if vid not in seen:
             problems.add("missing", f"video {vid} has no entry")
@@ -318,14 +325,8 @@ def export_csv(visual: dict[str, list[str]], textual: dict[str, list[str]], capt
 def export_concepts(visual: dict[str, list[str]], textual: dict[str, list[str]], captions: pd.DataFrame,
                     videos: pd.DataFrame) -> dict[str, list[str]]:
     """``{video_id: [visual literal, textual literal]}`` (one caption per video required)."""
-    captions_of: dict[str, list[str]] = defaultdict(list)
-    for cid, vid in zip(captions["caption_id"].astype(str), captions["video_id"].astype(str)):
-        captions_of[vid].append(cid)
-    several = sorted(v for v, cs in captions_of.items() if len(cs) > 1)
-    if several:
-        raise ReleasedTagsError(f"the concepts format holds one textual tag list per video, but {len(several)} "
-                                f"videos have several captions (e.g. {several[0]}); export the csv format")
-    return {vid: [tag_literal(visual.get(vid, [])), tag_literal(textual.get(next(iter(captions_of[vid]), ""), []))]
+    caption_of = paragraph_captions(captions, "export")
+    return {vid: [tag_literal(visual.get(vid, [])), tag_literal(textual.get(caption_of.get(vid, ""), []))]
             for vid in videos["video_id"].astype(str)}
 
 
