@@ -140,6 +140,24 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(features, tmp_pat
     np.testing.assert_array_equal(steps_a, steps_b)
 
 
+def test_identical_inputs_give_byte_identical_checkpoints(features, tmp_path):
+    """model.pt / checkpoint.pt (DVC outputs) depend on the inputs' content, not on the files'
+    modification times: a fresh clone re-creates them byte for byte."""
+    import os
+    import shutil
+
+    config = tiny_config(epochs=1)
+    copy = tmp_path / "features_copy"
+    shutil.copytree(features, copy)
+    for f in copy.rglob("*"):
+        os.utime(f, (1_000_000, 1_000_000))  # other mtimes, same bytes
+    train(config, "macvr", TrainInputs(features=features), tmp_path / "a", live_dir=tmp_path / "live_a")
+    train(config, "macvr", TrainInputs(features=copy), tmp_path / "b", live_dir=tmp_path / "live_b")
+    for name in ("model.pt", "checkpoint.pt"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert torch.load(tmp_path / "a" / "model.pt", weights_only=True)["fingerprint"] is None
+
+
 def test_mismatched_last_checkpoint_is_not_resumed(features, tmp_path, monkeypatch, caplog):
     inputs = TrainInputs(features=features)
     with monkeypatch.context() as m:

@@ -25,7 +25,8 @@ value or its default, an unknown key is dropped; only a weight-shaping key the c
 supply is refused, by name. Version 1 files (before variants and the backbone interface) are
 upgraded on read. The fingerprint is a hash of (relative path, size, mtime) of every input
 file: a ``last.pt`` is resumed automatically only when its config, process count and
-fingerprint all match.
+fingerprint all match. ``checkpoint.pt`` and ``model.pt`` (DVC outputs) store ``None`` instead,
+so identical inputs give byte-identical files whatever the files' modification times.
 """
 
 from __future__ import annotations

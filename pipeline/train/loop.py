@@ -184,14 +184,18 @@ def _run_record(run: _Run) -> dict[str, Any]:
     return {"train": to_dict(run.config), "text": to_dict(run.text), "padding": run.padding, "features": features}
 
 
-def _state(run: _Run, epoch: int, global_step: int, metrics: dict[str, float], kind: str) -> dict[str, Any]:
+def _state(run: _Run, epoch: int, global_step: int, metrics: dict[str, float], kind: str,
+           final: bool = False) -> dict[str, Any]:
+    """A checkpoint's content. ``final`` (``checkpoint.pt``, ``model.pt``: DVC outputs) leaves out
+    the resume fingerprint, which hashes input files' modification times: identical inputs then
+    give byte-identical files in any clone (only ``last.pt``, never a DVC output, is resumed)."""
     from pipeline.backbone.io import payload as backbone_payload
 
     t = run.trainable
     data: dict[str, Any] = {
         "kind": kind, "variant": run.variant, "model_config": to_dict(t.head.config), "run": _run_record(run),
         "epoch": epoch, "global_step": global_step, "world_size": run.ctx.world_size,
-        "fingerprint": run.fingerprint, "model": ckpt.cpu_state_dict(t.head),
+        "fingerprint": None if final else run.fingerprint, "model": ckpt.cpu_state_dict(t.head),
         "backbone": backbone_payload(t.backbone) if t.backbone is not None else None,
         "metrics": {k: float(v) for k, v in metrics.items()},
     }
@@ -347,9 +351,9 @@ def _train(config: TrainConfig, text: TextConfig, variant: str, inputs: TrainInp
             barrier(ctx)
         if ctx.is_main:
             summary = {**metrics, "train/steps": global_step}
-            final = _state(run, config.epochs, global_step, summary, "resume")
+            final = _state(run, config.epochs, global_step, summary, "resume", final=True)
             ckpt.save(final, out_dir / "checkpoint.pt")
-            ckpt.save(_state(run, config.epochs, global_step, summary, "model"), out_dir / "model.pt")
+            ckpt.save(_state(run, config.epochs, global_step, summary, "model", final=True), out_dir / "model.pt")
             live.summary({"train/steps": global_step})
             log.info("%s: %d steps in %.1f s", variant, global_step, time.monotonic() - started)
             last.unlink(missing_ok=True)
