@@ -35,7 +35,7 @@ SECTIONS: dict[str, str] = {
     "evaluate": "pipeline.evaluation.config:EvaluateConfig",
     "compare": "pipeline.compare.config:CompareConfig",
     "report": "pipeline.report.config:ReportConfig",
-    "search": "pipeline.search_config:SearchConfig",
+    "search": "pipeline.index.config:SearchConfig",
 }
 TRAIN = "train"
 VARIANTS = "variants"

@@ -23,8 +23,8 @@ import numpy as np
 import typer
 
 from pipeline.config import ConfigError, load_section
-# The section's config is shared with `macvr index` (pipeline.index.gallery): one module below both.
-from pipeline.search_config import SearchConfig, ShortlistParams  # noqa: F401
+# The section's config is shared with `macvr index` (pipeline.index.gallery), so it lives in the index package.
+from pipeline.index.config import SearchConfig, ShortlistParams  # noqa: F401
 
 log = logging.getLogger(__name__)
 

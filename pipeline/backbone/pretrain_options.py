@@ -36,7 +36,7 @@ class FreshTagger:
         self.cfg, self.lexicon = cfg, load_lexicon(cfg.lexicon)
 
     def sentences(self, scenes: list[dict], per_sentence: int, rng: np.random.Generator) -> list[str]:
-        from pipeline.features.tag_control import scene_visual_tags
+        from pipeline.tags.oracle import scene_visual_tags
 
         out = []
         for scene in scenes:

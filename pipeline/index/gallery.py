@@ -95,7 +95,7 @@ def build_gallery(out: str | Path, model_path: str | Path, params: str | Path, *
     from pipeline.evaluation.trained import ItemSources, TrainedModel
     from pipeline.tags.sentences import infer_sentence
     from pipeline.index.shortlist import ShortlistIndex
-    from pipeline.search_config import SearchConfig
+    from pipeline.index.config import SearchConfig
 
     if (videos_dir is None) == (features is None):
         raise GalleryError("give exactly one of a folder of videos or a features directory (with --split)")

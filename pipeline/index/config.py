@@ -1,8 +1,8 @@
 """``params.yaml: search``: query tagging, the gallery device, and the two-stage search settings.
 
 Read by ``macvr search`` (:mod:`pipeline.search`) and by ``macvr index`` (galleries are tagged at
-the same temperatures and indexed with the same shortlist settings), so it lives in a module of its
-own that both import.
+the same temperatures and indexed with the same shortlist settings), so it lives in the index
+package, below search.
 """
 
 from __future__ import annotations
