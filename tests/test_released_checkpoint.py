@@ -68,6 +68,9 @@ def test_missing_and_unknown_keys_are_refused_by_name(tmp_path):
     for key in ("transformerClip.resblocks.1.ln_2.bias", "clip.visual.proj", "lstm_visual.weight_ih_l0",
                 "clip.visual.extra"):
         assert key in msg
+    gap = {k: v for k, v in state.items() if not k.startswith("transformerClip.resblocks.0.")}  # block 0 lost
+    with pytest.raises(ReleasedCheckpointError, match="missing 12 key\\(s\\): transformerClip.resblocks.0"):
+        import_state(gap, ("visual", "textual"), model, "gap.bin")
     with pytest.raises(ReleasedCheckpointError, match="no clip.\\* weights"):
         import_state({"weight_fc.0.weight": torch.zeros(2, 2)}, ("visual", "textual"), model, "x")
 

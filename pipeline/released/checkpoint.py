@@ -184,7 +184,8 @@ def import_state(state: dict[str, torch.Tensor], tags: tuple[str, ...], model_pa
 
     clip, head, unknown = _official_layout(state, where)
     arch = clip_arch(clip, where)
-    layers = len({m.group(1) for k in head if (m := BLOCK_RE.match(k))})
+    # Depth from the highest block index, so a gap (a lost block) is reported as missing keys.
+    layers = max((int(m.group(1)) + 1 for k in head if (m := BLOCK_RE.match(k))), default=0)
     missing = sorted(expected_head_keys(layers) - set(head))
     built = arch.build()
     clip_expected = set(built.state_dict())
@@ -211,7 +212,8 @@ def import_state(state: dict[str, torch.Tensor], tags: tuple[str, ...], model_pa
     scale = float(clip["logit_scale"])
     config = ModelConfig(tags=tags, num_concepts=k, pool_temperature=model_params.pool_temperature,
                          pool_masking=model_params.pool_masking, temporal_layers=layers,
-                         temporal_heads=max(arch.transformer_width // 64, 1), temporal_ln_eps=model_params.temporal_ln_eps,
+                         temporal_heads=max(arch.transformer_width // 64, 1),
+                         temporal_ln_eps=model_params.temporal_ln_eps,
                          concept_projection="chunk", confidence_hidden_ratio=hidden // fan_in,
                          init_logit_scale=min(scale, math.log(100.0)), embed_dim=embed_dim,
                          max_frames=int(positions.shape[0]))
