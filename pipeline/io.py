@@ -67,6 +67,20 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def load_torch(path: str | Path, error: type[Exception], missing: str, unreadable: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a missing file raises ``error("<path>:
+    <missing>")``, a foreign or corrupt one ``error("<path>: <unreadable> (<cause>)")``."""
+    import torch  # only the callers that read checkpoints need it
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {missing}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for foreign or corrupt files
+        raise error(f"{path}: {unreadable} ({err})") from err
+
+
 def write_parquet(df: pd.DataFrame | pa.Table, path: str | Path) -> None:
     """Write a DataFrame (index dropped) or Arrow table to Parquet atomically."""
     table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)

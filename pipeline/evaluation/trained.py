@@ -21,8 +21,8 @@ import torch
 
 from pipeline.evaluation.sets import RowView, TextSet, VideoSet
 from pipeline.features.store import FeatureStore
-from pipeline.tags.sentences import infer_sentence
 from pipeline.model import MacVR
+from pipeline.tags.sentences import infer_sentence
 from pipeline.train import checkpoint as ckpt
 
 log = logging.getLogger(__name__)

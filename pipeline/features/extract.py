@@ -25,11 +25,11 @@ from pipeline.features import store
 from pipeline.features.config import FeaturesConfig
 from pipeline.features.encode import encode_unique_texts, encode_video_frames
 from pipeline.features.inputs import FeatureInputs, load_inputs
-from pipeline.tags.sentences import PREFIX, infer_sentence, train_sentences
 from pipeline.features.workdir import WorkDir
 from pipeline.frames.store import FrameStore
 from pipeline.io import atomic_dir, write_json, write_parquet
 from pipeline.sharding import Shard, block, run_sharded
+from pipeline.tags.sentences import PREFIX, infer_sentence, train_sentences
 from pipeline.text import TextConfig
 
 log = logging.getLogger(__name__)

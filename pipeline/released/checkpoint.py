@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from pipeline.backbone.arch import ClipArch
+from pipeline.io import load_torch
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,8 @@ def read_state_dict(path: str | Path, info: dict[str, Any] | None = None) -> dic
     """The checkpoint's tensors, ``module.`` prefixes removed, as float32 CPU tensors.
 
     ``info`` (if given) receives what was converted: stored dtypes and whether keys had ``module.``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ReleasedCheckpointError(f"{path}: released checkpoint not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for foreign or corrupt files
-        raise ReleasedCheckpointError(f"{path}: not a readable PyTorch state dict ({err})") from err
+    obj = load_torch(path, ReleasedCheckpointError, "released checkpoint not found",
+                     "not a readable PyTorch state dict")
     if isinstance(obj, dict) and len(obj) == 1 and next(iter(obj)) in ("state_dict", "model"):
         obj = next(iter(obj.values()))  # a state dict wrapped once, as some tools save it
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from pipeline.released.config import AUTO_FORMAT
+from pipeline.released.config import resolve_tag_format
 
 
 def _fail(err: Exception) -> None:
@@ -43,11 +43,7 @@ def import_tags(
     try:
         caps = read_parquet(captions, columns=["caption_id", "video_id", "split", "caption_index", "text"])
         vids = read_parquet(videos, columns=["video_id", "split", "dataset"])
-        if fmt == "auto":
-            dataset = str(vids["dataset"].iloc[0]) if len(vids) else ""
-            if dataset not in AUTO_FORMAT:
-                raise ValueError(f"--format auto does not know dataset {dataset!r}: give --format csv|concepts")
-            fmt = AUTO_FORMAT[dataset]
+        fmt = resolve_tag_format(fmt, str(vids["dataset"].iloc[0]) if len(vids) else "", "--format")
         files = [folder / f for f in csv_files] if fmt == "csv" else [folder / concepts_file]
         imported = run_import(fmt, files, caps, vids, skip)
         write_parquet(pa.Table.from_pylist(imported.rows, schema=TAGS_SCHEMA), out)

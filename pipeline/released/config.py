@@ -65,9 +65,15 @@ class ReleasedConfig:
 
     def tag_format(self, dataset: str) -> str:
         """The tag file format for a prepared ``dataset`` (``auto`` resolved)."""
-        if self.tags_format != "auto":
-            return self.tags_format
-        if dataset not in AUTO_FORMAT:
-            raise ValueError(f"released.tags_format: auto knows the official formats of {sorted(AUTO_FORMAT)}, "
-                             f"not of dataset {dataset!r}; set released.tags_format to csv or concepts")
-        return AUTO_FORMAT[dataset]
+        return resolve_tag_format(self.tags_format, dataset, "released.tags_format")
+
+
+def resolve_tag_format(setting: str, dataset: str, where: str) -> str:
+    """``setting`` (auto | csv | concepts) for a prepared ``dataset``: auto picks the format the
+    official loader of that dataset reads."""
+    if setting != "auto":
+        return setting
+    if dataset not in AUTO_FORMAT:
+        raise ValueError(f"{where}: auto knows the official formats of {sorted(AUTO_FORMAT)}, "
+                         f"not of dataset {dataset!r}; set it to csv or concepts")
+    return AUTO_FORMAT[dataset]

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from pipeline.config import ConfigError, from_stored
-from pipeline.io import atomic_path
+from pipeline.io import atomic_path, load_torch
 from pipeline.model import MacVR, ModelConfig
 
 log = logging.getLogger(__name__)
@@ -123,12 +123,8 @@ def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
 def load(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``, check its format, upgrade old versions."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found (did the train stage run?)")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for foreign or corrupt files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from err
+    data = load_torch(path, CheckpointError, "checkpoint not found (did the train stage run?)",
+                      "not a readable checkpoint")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a macvr train checkpoint (format {FORMAT!r} expected)")
     if data.get("version") == 1:
