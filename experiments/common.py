@@ -135,12 +135,17 @@ def make_dataset(name: str, overrides: dict[str, Any] | None = None, force: bool
 
 # --------------------------------------------------------------------------- backbone
 def tiny_config(overrides: dict[str, Any] | None = None):
+    """params.yaml's backbone.tiny with ``overrides``; the library-only fresh-clip fields
+    (``fresh_*``, refused in params files) are set in code here."""
+    import dataclasses
+
     from pipeline.backbone.config import TinyClipConfig
     from pipeline.config import from_mapping
 
     section = base_params()["backbone"]["tiny"]
     section.update(overrides or {})
-    return from_mapping(TinyClipConfig, section, "experiment backbone.tiny")
+    fresh = {k: section.pop(k) for k in list(section) if k.startswith("fresh_")}
+    return dataclasses.replace(from_mapping(TinyClipConfig, section, "experiment backbone.tiny"), **fresh)
 
 
 def pretrain(data: Path, name: str, overrides: dict[str, Any] | None = None, force: bool = False,

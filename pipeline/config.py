@@ -2,7 +2,10 @@
 
 Every stage reads exactly one section of ``params.yaml`` into a frozen dataclass.
 All fields are required (no silent defaults: each knob lives once, in params.yaml) and
-unknown keys are refused, with an error naming the key and the file.
+unknown keys are refused, with an error naming the key and the file. A field marked with
+:func:`library_only_field` is not a params knob: it has a default, library callers (the
+``experiments/`` harness) set it in code, and a params file naming it is refused with the field's
+reason (a knob ``dvc repro`` cannot use does not belong in ``params.yaml``).
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ def from_mapping(cls: type[T], mapping: Any, where: str) -> T:
             f"{where}: unknown key '{unknown[0]}'" + (f" (and {unknown[1:]})" if unknown[1:] else "")
             + f"; allowed keys: {sorted(fields)}"
         )
+    library_only = sorted(n for n in mapping if LIBRARY_ONLY_KEY in fields[n].metadata)
+    if library_only:
+        name = library_only[0]
+        raise ConfigError(f"{where}: '{name}' is not a params knob: {fields[name].metadata[LIBRARY_ONLY_KEY]}")
     kwargs = {}
     for name, field in fields.items():
         if name not in mapping:
@@ -83,6 +90,12 @@ def from_mapping(cls: type[T], mapping: Any, where: str) -> T:
 
 
 REGISTRY_KEY = "macvr_registry"
+LIBRARY_ONLY_KEY = "macvr_library_only"
+
+
+def library_only_field(default: Any, why: str) -> Any:
+    """A dataclass field set by library callers only; ``why`` is the error a params file naming it gets."""
+    return dataclasses.field(default=default, metadata={LIBRARY_ONLY_KEY: why})
 
 
 def registry_field(registry: Callable[[], Any], **kwargs: Any) -> Any:

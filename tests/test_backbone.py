@@ -690,7 +690,7 @@ def test_pretraining_options_are_validated_and_recorded_only_when_on():
         tiny_cfg(fresh_siblings=2)
     with pytest.raises(ValueError, match="rounds to no fresh clip per batch"):
         tiny_cfg(batch_size=4, fresh_fraction=0.1)
-    mapping = {**tiny_cfg().__dict__, "temporal": "max"}
+    mapping = {k: v for k, v in tiny_cfg().__dict__.items() if not k.startswith("fresh_")} | {"temporal": "max"}
     with pytest.raises(ConfigError, match=r"tiny.temporal: 'max' is not one of \['mean', 'delta'\]"):
         from_mapping(TinyClipConfig, mapping, "params.yaml: backbone.tiny")
     # Off, the options are left out of the weights file's provenance (same file as without them).
@@ -793,3 +793,25 @@ def test_tag_pair_term_enters_pretraining_from_the_stage_inputs(tmp_path):
                       options=TagOptions())
     with pytest.raises(ValueError, match="tiny.tag_pair_weight must be >= 0"):
         tiny_cfg(tag_pair_weight=-1.0)
+
+
+def test_experiment_only_pretraining_options_are_refused_in_params_files(tmp_path):
+    """fresh_* need inputs the backbone stage does not pass: params.yaml may not name them (they
+    default off), and experiments/ sets them in code."""
+    import yaml
+
+    from pipeline.backbone.config import BackboneConfig
+    from pipeline.config import ConfigError, load_section
+
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    assert not any(k.startswith("fresh_") for k in params["backbone"]["tiny"])
+    loaded = load_section(BackboneConfig, "backbone", "params.yaml")
+    assert (loaded.tiny.fresh_fraction, loaded.tiny.fresh_full_captions, loaded.tiny.fresh_siblings) == (0.0, 0.0, 1)
+    params["backbone"]["tiny"]["fresh_fraction"] = 0.5
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=r"backbone.tiny: 'fresh_fraction' is not a params knob: fresh clips need"):
+        load_section(BackboneConfig, "backbone", tmp_path / "params.yaml")
+
+    from experiments.common import tiny_config
+
+    assert tiny_config({"fresh_fraction": 0.5, "fresh_siblings": 2}).fresh_clips_per_batch == 16

@@ -73,7 +73,7 @@ from pipeline.backbone.base import Backbone, BackboneFamily, BuildInputs, TextBa
 from pipeline.backbone.clip_model import ClipModel
 from pipeline.backbone.data import VideoTextSet, load_video_text_set
 from pipeline.backbone.tag_terms import TAG_DRAWS, TagOptions
-from pipeline.config import to_dict
+from pipeline.config import library_only_field, to_dict
 from pipeline.losses import multi_positive_info_nce
 from pipeline.model.config import MAX_LOGIT_SCALE
 from pipeline.retrieval.metrics import rank_metrics, ranks_t2v, ranks_v2t
@@ -87,6 +87,10 @@ EVAL_SPLITS = ("train", "val", "test")
 PRETRAIN_OPTIONS_OFF: dict[str, Any] = {
     "temporal": "mean", "tag_text_weight": 0.0, "tag_visual_weight": 0.0, "tag_pair_weight": 0.0,
     "tags_per_sentence": 6, "fresh_fraction": 0.0, "fresh_full_captions": 0.0, "fresh_siblings": 1}
+
+
+_FRESH_WHY = ("fresh clips need the prepared clips' geometry, which the backbone stage does not pass; "
+              "set it in code through experiments/ (experiments.common.tiny_config, PretrainOptions)")
 
 
 @dataclass(frozen=True)
@@ -127,9 +131,11 @@ class TinyClipConfig:
     tag_visual_weight: float
     tag_pair_weight: float
     tags_per_sentence: int
-    fresh_fraction: float
-    fresh_full_captions: float
-    fresh_siblings: int
+    # Fresh clips need the prepared clips' geometry, which the backbone stage does not pass: set
+    # by experiments/ in code (PretrainOptions), refused in params.yaml.
+    fresh_fraction: float = library_only_field(0.0, _FRESH_WHY)
+    fresh_full_captions: float = library_only_field(0.0, _FRESH_WHY)
+    fresh_siblings: int = library_only_field(1, _FRESH_WHY)
 
     def __post_init__(self) -> None:
         positive = ("embed_dim", "vision_patch_size", "vision_width", "vision_layers", "text_width",
