@@ -28,7 +28,9 @@ $(STAMP): pyproject.toml requirements.lock
 	-$(BIN)/python -m pipeline.kernels.cpu
 	touch $@
 
+# A dvc.lock torn by a killed dvc command makes every dvc command fail: put the committed one back first.
 run: venv
+	$(BIN)/macvr repair-lock
 	$(BIN)/dvc repro
 
 test: venv

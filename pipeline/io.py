@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -65,6 +66,41 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# What atomic_path / atomic_dir leave when the process dies before the rename: mkstemp/mkdtemp
+# names ".<name>.<random>.tmp", and atomic_dir's ".<name>.old" (the previous folder, mid-swap).
+_ANY_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$|^\..+\.old$")
+
+
+def stale_temps(path: str | Path) -> list[Path]:
+    """Leftovers of killed atomic writes of ``path``: ``.<name>.*.tmp`` / ``.<name>.old`` beside it
+    and, when ``path`` is a folder, any such entry inside it (outermost entries only)."""
+    path = Path(path)
+    mine = re.compile(rf"^\.{re.escape(path.name)}\.([A-Za-z0-9_]+\.tmp|old)$")
+    found = sorted(p for p in path.parent.iterdir() if mine.match(p.name)) if path.parent.is_dir() else []
+    if path.is_dir():
+        for root, dirs, files in os.walk(path):
+            stale_dirs = sorted(d for d in dirs if _ANY_TEMP.match(d))
+            found += [Path(root) / d for d in stale_dirs]
+            found += [Path(root) / f for f in sorted(files) if _ANY_TEMP.match(f)]
+            dirs[:] = [d for d in dirs if d not in stale_dirs]  # gone with their parent
+    return found
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Delete :func:`stale_temps` of ``path``; return what was removed.
+
+    Only for a path no live process is writing: a stage calls it on its own outputs before it
+    starts (DVC hashes folders whole, so debris inside or beside an output would otherwise enter
+    ``dvc.lock`` and re-run the stages downstream)."""
+    removed = stale_temps(path)
+    for p in removed:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return removed
 
 
 def load_torch(path: str | Path, error: type[Exception], missing: str, unreadable: str) -> Any:

@@ -17,7 +17,7 @@ from pipeline.backbone.config import BackboneConfig
 from pipeline.config import load_section
 from pipeline.io import write_json
 from pipeline.text import TextConfig
-from stages.common import run, stage_config
+from stages.common import remove_stale, run, stage_config
 
 PARAMS = {"backbone": BackboneConfig, "text": TextConfig}  # the params sections this stage reads
 
@@ -35,6 +35,7 @@ def main(
 ) -> None:
     """Pretrain the tiny CLIP, or load and verify official / open_clip weights, into one weights file."""
     config = stage_config(BackboneConfig, "backbone", params, checks=PARAMS)
+    remove_stale(out, metrics)
     text = load_section(TextConfig, "text", params)
     result = run("backbone", build_backbone, config, frames, captions, out, text.max_words, tags=tags)
     if metrics is not None:

@@ -16,6 +16,7 @@ from pipeline.released.config import ReleasedConfig
 from pipeline.tags.build import build_tags
 from pipeline.tags.clean import CleanConfig
 from pipeline.tags.pos import PosTaggerMissing
+from stages.common import remove_stale, setup_logging
 
 # The params this stage reads (dvc.yaml contract): its section, where the released tags are,
 # and the dataset's on_missing (skip = counted skips of unmatched released entries).
@@ -41,9 +42,8 @@ def main(
     out: Path = typer.Option(..., help="data/tags/tags.parquet"),
     metrics: Path = typer.Option(..., help="metrics/tags.json"),
 ) -> None:
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
+    remove_stale(out, metrics)
     try:
         released = load_section(ReleasedConfig, "released", params)
         if released.uses_released_tags:

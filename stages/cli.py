@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("pipeline.index.command:index", "Index a folder of videos (or a features split) for `search --index`."),
     "search": ("pipeline.search:search", "Rank a gallery (the test split, or a `macvr index`) for a free-text query."),
     "check-params": ("stages.cli:check_params", "Validate every section of a params file and their agreement."),
+    "repair-lock": ("stages.lockfile:repair_lock", "Restore a dvc.lock torn by a killed dvc command (make run does it)."),
     "overrides": ("stages.cli:overrides", "The `dvc exp run -S` flags that turn params.yaml into another params file."),
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +32,33 @@ EXPECTED = (ValueError, OSError, RuntimeError, sqlite3.DatabaseError)
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _exit_on_sigterm()
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _exit_on_sigterm() -> None:
+    """SIGTERM (``kill``, a scheduler's timeout) unwinds like Ctrl-C instead of killing outright, so
+    the atomic writers' ``finally`` blocks remove their temp files. A ``kill -9`` cannot be caught:
+    :func:`remove_stale` clears what it leaves at the next start."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)
+
+
+def remove_stale(*outputs: Path | None) -> None:
+    """Remove what killed runs of this stage left beside or inside its ``outputs`` (temp files of
+    atomic writes; :func:`pipeline.io.remove_stale_temps`), one log line each. Rank 0 only: under
+    torchrun the other ranks may already be writing."""
+    from pipeline.io import remove_stale_temps
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    for out in outputs:
+        if out is not None:
+            for p in remove_stale_temps(out):
+                logging.getLogger("stages").info("removed %s, left by a killed run", p)
 
 
 def stage_config(cls: type[T], section: str, params: Path, checks: Sequence[str] = (),

@@ -13,7 +13,7 @@ import typer
 
 from pipeline.compare import CompareConfig, compare_variants
 from pipeline.train.variants import params_variants
-from stages.common import run, stage_config
+from stages.common import remove_stale, run, stage_config
 
 PARAMS = {"compare": CompareConfig, "variants": None}  # the params sections this stage reads
 app = typer.Typer(add_completion=False)
@@ -30,6 +30,7 @@ def main(
 ) -> None:
     """Paired bootstrap differences of every variant to the baseline; Tab. 2- and Tab. 4-like tables."""
     config = stage_config(CompareConfig, "compare", params, checks=PARAMS)
+    remove_stale(out, tables)
     variants = run("compare", params_variants, params)
     report = run("compare", compare_variants, config, variants, eval_dir, out, tables, truth, videos)
     typer.echo(f"compare: {len(report['paired'])} variants vs {config.baseline} -> {out}, {tables}")

@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from pipeline.evaluation import EvaluateConfig, evaluate
-from stages.common import run, stage_config
+from stages.common import remove_stale, run, stage_config
 
 PARAMS = {"evaluate": EvaluateConfig}  # the params.yaml sections this stage reads
 app = typer.Typer(add_completion=False)
@@ -36,6 +36,7 @@ def main(
 ) -> None:
     """Score every test caption against every test video; metrics t2v/v2t x every configured strategy."""
     config = stage_config(EvaluateConfig, "evaluate", params, checks=PARAMS)
+    remove_stale(out, metrics, plots)
     result = run("evaluate", evaluate, config, variant, model, features, out, metrics, plots,
                  frames_dir=frames, captions_path=captions, tags_path=tags)
     line = ", ".join(f"{d} {s} R@1={m['R1']:.1f} [{m['R1_lo']:.1f}, {m['R1_hi']:.1f}]"

@@ -17,7 +17,7 @@ from pipeline.features.extract import extract_features
 from pipeline.sharding import current_shard, finish
 from pipeline.tags.tag_video import TagVideoConfig
 from pipeline.text import TextConfig
-from stages.common import run, stage_config
+from stages.common import remove_stale, run, stage_config
 
 # The params sections this stage reads (tag_video: the offline tagger's vocabulary and seeds, for
 # the oracle tag control).
@@ -58,6 +58,7 @@ def main(
     Sharded over several workers with the same arguments: ``torchrun --nproc_per_node=G -m stages.features ...``.
     """
     config = stage_config(FeaturesConfig, "features", params, checks=PARAMS)
+    remove_stale(out)
     text = load_section(TextConfig, "text", params)
     oracle = run("features", _oracle, config, params, videos) if config.tag_control == "oracle" else None
     shard = run("features", current_shard)

@@ -15,7 +15,7 @@ import typer
 from pipeline.frames import FramesConfig, extract_frames
 from pipeline.io import read_parquet, write_json
 from pipeline.sharding import Shard, current_shard, finish
-from stages.common import run, stage_config
+from stages.common import remove_stale, run, stage_config
 
 PARAMS = {"frames": FramesConfig}  # the params.yaml sections this stage reads
 app = typer.Typer(add_completion=False)
@@ -40,6 +40,7 @@ def main(
 ) -> None:
     """Decode sampled frames: CLIP crops (.npy) and VLM JPEGs (Parquet)."""
     config = stage_config(FramesConfig, "frames", params, checks=PARAMS)
+    remove_stale(out, metrics)
     shard = run("frames", current_shard)
     try:
         summary = run("frames", _extract, config, videos, out, metrics, shard)

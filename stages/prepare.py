@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from pipeline.data.prepare import PrepareConfig, prepare
-from stages.common import run, stage_config
+from stages.common import remove_stale, run, stage_config
 
 PARAMS = {"prepare": PrepareConfig}  # the params.yaml sections this stage reads
 app = typer.Typer(add_completion=False)
@@ -28,6 +28,7 @@ def main(
 ) -> None:
     """Read the selected dataset (or generate the synthetic one) into the shared tables."""
     config = stage_config(PrepareConfig, "prepare", params, checks=PARAMS)
+    remove_stale(out)
     videos, captions = run("prepare", prepare, config, out)
     for split, n in videos["split"].value_counts().sort_index().items():
         typer.echo(f"{split}: {n} videos, {int((captions['split'] == split).sum())} captions")

@@ -15,7 +15,7 @@ import typer
 from pipeline.compare import CompareConfig
 from pipeline.config import load_section
 from pipeline.report import ReportConfig, build_report
-from stages.common import run, stage_config
+from stages.common import remove_stale, run, stage_config
 
 PARAMS = {"report": ReportConfig, "compare": CompareConfig}  # the params.yaml sections this stage reads
 app = typer.Typer(add_completion=False)
@@ -35,6 +35,7 @@ def main(
 ) -> None:
     """Build the HTML/Markdown report comparing the baseline with a candidate variant."""
     config = stage_config(ReportConfig, "report", params, checks=PARAMS)
+    remove_stale(out)
     baseline = load_section(CompareConfig, "compare", params).baseline
     report = run("report", build_report, config, baseline, tags, eval_dir, models, features, captions, out,
                  frames_dir=frames, tables=tables)

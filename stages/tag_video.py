@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
@@ -15,6 +14,7 @@ from pipeline.tags.client import ServerUnreachable
 from pipeline.tags.failures import TaggingFailed
 from pipeline.tags.server import ServerStartError
 from pipeline.tags.tag_video import TagVideoConfig, tag_video
+from stages.common import remove_stale, setup_logging
 
 # The params this stage reads (dvc.yaml contract): its section, and whether the tags are the
 # authors' released ones (then it does no work: see pipeline.released).
@@ -33,7 +33,8 @@ def main(
 ) -> None:
     # Expected failures end in one message, no traceback: bad params or inputs (ValueError, missing
     # files), no server, or more failed items than allowed (a summary paragraph).
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
+    remove_stale(out)
     try:
         if load_section(ReleasedConfig, "released", params).uses_released_tags:
             write_raw([], out)  # an empty placeholder: clean_tags imports the released tags

@@ -70,3 +70,40 @@ def test_atomic_outputs_get_umask_permissions(tmp_path):
         os.umask(old)
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_stale_temps_finds_killed_atomic_writes_and_nothing_else(tmp_path):
+    """A kill -9 between mkstemp and the rename leaves ``.<name>.<random>.tmp`` (files and folders)
+    and atomic_dir's ``.<name>.old``; those are found beside the output and inside it, nothing else."""
+    from pipeline.io import atomic_dir, atomic_path, remove_stale_temps, stale_temps
+
+    out = tmp_path / "raw" / "text_t08.parquet"
+    write_json({"a": 1}, out)  # a finished output stays
+    keep = [out, tmp_path / "raw" / "text_t07.parquet", tmp_path / "raw" / ".text_t08.parquet.notes"]
+    keep[1].write_text("x")
+    keep[2].write_text("not ours")
+    with atomic_path(out) as tmp:  # the name a killed write leaves: mkstemp's, beside the output
+        leftover = tmp.with_name(f".text_t08.parquet.{tmp.name.split('.')[-2]}_k.tmp")
+        leftover.write_text("half")
+    other_temp = tmp_path / "raw" / ".text_t07.parquet.abc123.tmp"  # another stage's temp: not ours
+    other_temp.write_text("half")
+    assert stale_temps(out) == [leftover]
+
+    folder = tmp_path / "eval" / "macvr"
+    with atomic_dir(folder) as tmp:
+        (tmp / "ranks.npy").write_text("x")
+    half_dir = tmp_path / "eval" / ".macvr.k2j4_x9.tmp"
+    (half_dir / "sub").mkdir(parents=True)
+    old = tmp_path / "eval" / ".macvr.old"
+    old.mkdir()
+    inner = folder / "plots" / ".recall.png.q8w7e6r5.tmp"
+    inner.parent.mkdir()
+    inner.write_text("half")
+    inner_dir = folder / ".shard.zz.tmp"
+    (inner_dir / ".nested.aa.tmp").mkdir(parents=True)  # inside a stale folder: removed with it
+    assert stale_temps(folder) == sorted([half_dir, old]) + [inner_dir, inner]
+    assert remove_stale_temps(folder) == sorted([half_dir, old]) + [inner_dir, inner]
+    assert stale_temps(folder) == [] and (folder / "ranks.npy").exists()
+    remove_stale_temps(out)
+    assert all(p.exists() for p in keep) and other_temp.exists() and not leftover.exists()
+    assert stale_temps(tmp_path / "missing" / "x.json") == []

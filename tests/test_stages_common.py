@@ -132,3 +132,34 @@ def test_the_macvr_command_lists_every_command_lazily():
     assert version.exit_code == 0 and version.stdout.startswith("macvr ")
     diff_help = CliRunner().invoke(app, ["diff", "--help"])
     assert diff_help.exit_code == 0 and "REV:VARIANT" in diff_help.stdout
+
+
+def test_sigterm_unwinds_so_a_stage_leaves_no_temp_file(tmp_path):
+    """``kill`` (SIGTERM) mid-write: the stage exits 143 and its atomic writer removes its temp file;
+    ``kill -9`` cannot be caught, and the next start's remove_stale clears what it left."""
+    import signal
+
+    script = tmp_path / "stage.py"
+    out = tmp_path / "raw" / "text_t07.parquet"
+    script.write_text(f"""
+import sys, time
+sys.path.insert(0, {str(Path.cwd())!r})
+from stages.common import setup_logging
+from pipeline.io import atomic_path
+setup_logging()
+with atomic_path({str(out)!r}) as tmp:
+    tmp.write_text("half")
+    print("writing", flush=True)
+    time.sleep(60)
+""")
+    for sig, code in ((signal.SIGTERM, 143), (signal.SIGKILL, -9)):
+        proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "writing"
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) == code
+        left = list(out.parent.glob(".text_t07.parquet.*.tmp"))
+        assert (left == []) == (sig == signal.SIGTERM)
+    from stages.common import remove_stale
+
+    remove_stale(out)
+    assert list(out.parent.iterdir()) == []

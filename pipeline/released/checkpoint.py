@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -282,6 +283,8 @@ def import_checkpoint(path: str | Path, variant: str, train_config: Any, text: A
     if live_dir is not None:
         live = Path(live_dir)
         write_json({**summary, "sha256": sha}, live / "metrics.json")
+        # DVC keeps this folder between runs (persist, for resumed training): no stale curves.
+        shutil.rmtree(live / "plots" / "metrics", ignore_errors=True)
         (live / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
     log.info("%s: imported %s (%s, sha256 %s..., K=%d, %d temporal layers, tensors %s)", variant, path,
              provenance["format"], sha[:12], config.num_concepts, config.temporal_layers, provenance["dtypes"])
