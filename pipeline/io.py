@@ -68,6 +68,15 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class UnreadableFile(ValueError):
+    """A file exists but cannot be parsed (cut by a kill, or foreign): the message names it."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        reason = " ".join(str(cause).split()) or type(cause).__name__
+        super().__init__(f"{path}: unreadable ({reason}); delete it and re-run the stage that writes it")
+        self.path = path
+
+
 # What atomic_path / atomic_dir leave when the process dies before the rename: mkstemp/mkdtemp
 # names ".<name>.<random>.tmp", and atomic_dir's ".<name>.old" (the previous folder, mid-swap).
 _ANY_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$|^\..+\.old$")
@@ -129,7 +138,10 @@ def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataF
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found (did the stage that writes it run?)")
-    return pq.read_table(path, columns=columns).to_pandas()
+    try:
+        return pq.read_table(path, columns=columns).to_pandas()
+    except (pa.ArrowException, OSError) as err:  # cut or foreign files: pyarrow's message lacks the name
+        raise UnreadableFile(path, err) from err
 
 
 def write_json(obj: Any, path: str | Path) -> None:
@@ -139,7 +151,25 @@ def write_json(obj: Any, path: str | Path) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """Parse a JSON file; a cut or foreign one raises :class:`UnreadableFile` naming it."""
+    path = Path(path)
+    text = path.read_text()
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise UnreadableFile(path, err) from err
+
+
+def load_npy(path: str | Path, mmap_mode: Any = None) -> np.ndarray:
+    """``np.load`` of a ``.npy`` (no pickles); a cut or foreign file raises :class:`UnreadableFile`
+    naming it (NumPy's "cannot reshape array" / "mmap length" messages do not)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (did the stage that writes it run?)")
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise UnreadableFile(path, err) from err
 
 
 def write_npy(array: np.ndarray, path: str | Path) -> None:

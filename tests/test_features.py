@@ -368,7 +368,8 @@ def test_backbone_and_features_stages_run_from_params(tmp_path):
             "embed_dim": 16, "vision_patch_size": 16, "vision_width": 64,
             "vision_layers": 1, "text_width": 32, "text_heads": 1, "text_layers": 1,
             "epochs": 2, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.1,
-            "warmup_frac": 0.1, "frames_per_sample": 2, "captions_per_sample": 2, "seed": 0, **PRETRAIN_OPTIONS_OFF}},
+            "warmup_frac": 0.1, "frames_per_sample": 2, "captions_per_sample": 2, "seed": 0,
+            **{k: v for k, v in PRETRAIN_OPTIONS_OFF.items() if not k.startswith("fresh_")}}},
         "features": {"encode": True, "batch_size": 8, "device": "cpu", "torch_threads": 1, "train_tag_draws": 2,
                      "train_tags_per_draw": 6, "infer_tags": 8, "seed": 0, "tag_control": "real"},
     }

@@ -107,3 +107,24 @@ def test_stale_temps_finds_killed_atomic_writes_and_nothing_else(tmp_path):
     remove_stale_temps(out)
     assert all(p.exists() for p in keep) and other_temp.exists() and not leftover.exists()
     assert stale_temps(tmp_path / "missing" / "x.json") == []
+
+
+def test_cut_files_fail_with_a_line_naming_them(tmp_path):
+    """A file cut by a kill (or a foreign one) fails to read with its path in the message."""
+    from pipeline.io import UnreadableFile, load_npy
+
+    npy, parquet, js = tmp_path / "frames.npy", tmp_path / "index.parquet", tmp_path / "meta.json"
+    write_npy(np.arange(4000, dtype=np.float32).reshape(100, 40), npy)
+    write_parquet(pd.DataFrame({"a": range(1000)}), parquet)
+    write_json({"a": list(range(100))}, js)
+    assert load_npy(npy, mmap_mode="r").shape == (100, 40)
+    for path in (npy, parquet, js):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    for read in (lambda: load_npy(npy, mmap_mode="r"), lambda: load_npy(npy), lambda: read_parquet(parquet),
+                 lambda: read_json(js)):
+        with pytest.raises(UnreadableFile, match=r"^" + str(tmp_path) + r"/\w+\.(npy|parquet|json): unreadable \(.+\); "
+                                                 r"delete it and re-run the stage that writes it$"):
+            read()
+    with pytest.raises(FileNotFoundError, match="missing.npy: not found"):
+        load_npy(tmp_path / "missing.npy")

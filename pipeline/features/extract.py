@@ -27,7 +27,7 @@ from pipeline.features.encode import encode_unique_texts, encode_video_frames
 from pipeline.features.inputs import FeatureInputs, load_inputs
 from pipeline.features.workdir import WorkDir
 from pipeline.frames.store import FrameStore
-from pipeline.io import atomic_dir, write_json, write_parquet
+from pipeline.io import atomic_dir, load_npy, write_json, write_parquet
 from pipeline.sharding import Shard, block, run_sharded
 from pipeline.tags.sentences import PREFIX, infer_sentence, train_sentences
 from pipeline.text import TextConfig
@@ -167,8 +167,8 @@ def extract_features(cfg: FeaturesConfig, text: TextConfig, backbone: str | Path
         encode(WorkDir(part, f"{fingerprint}:{videos}:{texts}"), videos, texts)
 
     def merge(parts: list[Path]) -> dict[str, Any]:
-        arrays = [(np.load(p / "frames.npy", mmap_mode="r"), np.load(p / "texts.npy", mmap_mode="r"),
-                   np.load(p / "truncated.npy", mmap_mode="r")) for p in parts]
+        arrays = [(load_npy(p / "frames.npy", mmap_mode="r"), load_npy(p / "texts.npy", mmap_mode="r"),
+                   load_npy(p / "truncated.npy", mmap_mode="r")) for p in parts]
         return write(*(np.concatenate([a[i] for a in arrays]) for i in range(3)))
 
     return run_sharded(shard, out, work_part, merge, keep_parts=True)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.io import read_json, read_parquet
+from pipeline.io import load_npy, read_json, read_parquet
 
 FORMAT = "macvr-features"
 VERSION = 1
@@ -78,7 +78,7 @@ def load_features(path: str | Path, mmap: bool = True) -> FeatureStore:
         raise ValueError(f"{meta_file}: not a {FORMAT} v{VERSION} directory")
     videos = read_parquet(path / VIDEOS)
     captions = read_parquet(path / CAPTIONS)
-    arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None) for name in ARRAYS}
+    arrays = {name: load_npy(path / f"{name}.npy", mmap_mode="r" if mmap else None) for name in ARRAYS}
     v, c, r, d, n_v = len(videos), len(captions), meta["train_tag_draws"], meta["dim"], meta["num_frames"]
     expected = {"frames": (v, n_v, d), "frame_mask": (v, n_v), "captions": (c, d),
                 "tags_visual_train": (v, r, d), "tags_textual_train": (c, r, d),

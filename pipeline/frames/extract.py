@@ -41,7 +41,7 @@ from pipeline.frames.store import (
     VLM_SCHEMA,
 )
 from pipeline.frames.transforms import clip_frame, vlm_jpeg
-from pipeline.io import atomic_dir, atomic_path, open_npy_writer, write_json, write_npy, write_parquet
+from pipeline.io import atomic_dir, atomic_path, load_npy, open_npy_writer, write_json, write_npy, write_parquet
 from pipeline.parallel import ordered_map
 from pipeline.sharding import Shard, block, run_sharded
 
@@ -308,7 +308,7 @@ def _checked_videos(videos_df: pd.DataFrame) -> pd.DataFrame:
 
 def _truncate_rows(path: Path, keep: int, chunk: int = 256) -> None:
     """Rewrite a .npy keeping its first ``keep`` rows (chunked: the array may exceed RAM)."""
-    source = np.load(path, mmap_mode="r")
+    source = load_npy(path, mmap_mode="r")
     with atomic_path(path) as tmp:
         target = open_npy_writer(tmp, (keep, *source.shape[1:]), source.dtype)
         for start in range(0, keep, chunk):

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.io import read_json, read_parquet
+from pipeline.io import load_npy, read_json, read_parquet
 
 CLIP_FRAMES = "clip_frames.npy"
 CLIP_MASK = "clip_mask.npy"
@@ -97,8 +97,8 @@ class FrameStore:
         self.ok = ok[["video_id", "row", "split"]].reset_index(drop=True)
         self.video_ids: list[str] = [str(v) for v in ok["video_id"]]
         self._rows = dict(zip(self.video_ids, ok["row"].astype(int)))
-        self.clip_frames: np.ndarray = np.load(self.path / CLIP_FRAMES, mmap_mode="r")
-        self.clip_mask: np.ndarray = np.load(self.path / CLIP_MASK, mmap_mode="r")
+        self.clip_frames: np.ndarray = load_npy(self.path / CLIP_FRAMES, mmap_mode="r")
+        self.clip_mask: np.ndarray = load_npy(self.path / CLIP_MASK, mmap_mode="r")
         if ok["row"].tolist() != list(range(len(ok))) or self.clip_frames.shape[0] != len(ok) \
                 or self.clip_mask.shape != self.clip_frames.shape[:2]:
             raise ValueError(

@@ -28,7 +28,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 from pipeline.features.store import load_features
 from pipeline.tags.sentences import draw_tags, tag_sentence
 from pipeline.frames.store import FrameStore
-from pipeline.io import read_parquet
+from pipeline.io import load_npy, read_parquet
 from pipeline.tags.table import read_tags
 from pipeline.train.distributed import DistContext
 
@@ -131,7 +131,7 @@ class CachedFeatureSet(Dataset):
         if self._arrays is None:
             names = {"frames": "frames.npy", "mask": "frame_mask.npy", "text": "captions.npy",
                      "tags_v": "tags_visual_train.npy", "tags_t": "tags_textual_train.npy"}
-            self._arrays = {k: np.load(self.dir / f, mmap_mode="r") for k, f in names.items()}
+            self._arrays = {k: load_npy(self.dir / f, mmap_mode="r") for k, f in names.items()}
         return self._arrays
 
     def __getstate__(self) -> dict:
