@@ -115,7 +115,7 @@ def test_params_are_exactly_the_sections_the_stage_reads(name):
     for section in module.PARAMS:  # {section: ConfigClass} read by this stage
         # A per-variant stage reads only its own variant's entry (so editing one variant re-runs
         # only its stages); a stage over all variants reads the whole section.
-        if section == "variants" and key is not None and name.split("@")[0] in ("train", "evaluate"):
+        if section == "variants" and key is not None and name.split("@")[0] in ("inputs", "train", "evaluate"):
             expected.append(f"variants.{key}")
         else:
             expected.append(section)
@@ -159,3 +159,42 @@ def test_default_params_load_and_agree():
 def test_other_profiles_load_and_agree(profile):
     errors, problems = check_file(ROOT / profile)
     assert not errors and not problems, (errors, problems)
+
+
+OUTPUT_OPTIONS = {"--out", "--metrics", "--plots", "--live-dir", "--cache", "--tables"}
+
+
+def _path_options(cmd: str) -> dict[str, list[str]]:
+    """``{--option: [values]}`` of a stage command's path-like options."""
+    out: dict[str, list[str]] = {}
+    for opt, value in re.findall(r"(--[\w-]+) (\S+)", cmd):
+        if "/" in value or value.endswith((".yaml", ".json", ".parquet", ".pt")):
+            out.setdefault(opt, []).append(value)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_every_input_path_of_the_command_is_a_dependency(name):
+    """What a stage reads is a dep; train/evaluate read the features' tag encodings and
+    tags.parquet only through their variant's manifest (inputs@<variant>), the rest file by file."""
+    from pipeline.train.inputs import TAG_FREE_FILES
+
+    stage = STAGES[name]
+    deps = [d.rstrip("/") for d in stage.get("deps", [])]
+    base, _, key = name.partition("@")
+    for opt, values in _path_options(stage["cmd"]).items():
+        if opt in OUTPUT_OPTIONS or opt == "--params":
+            continue
+        for value in values:
+            if base in ("train", "evaluate") and opt == "--features":
+                assert value not in deps, f"{name}: depends on all of {value}, tag encodings included"
+                assert all(f"{value}/{f}" in deps for f in TAG_FREE_FILES), f"{name}: {value}'s tag-free files"
+                continue
+            if base in ("train", "evaluate") and opt == "--tags":
+                assert value not in deps, f"{name}: depends on {value} directly (DiCoSA reads no tags)"
+                continue
+            assert any(value == d or value.startswith(d + "/") for d in deps), f"{name}: {opt} {value} is no dep"
+    if base in ("train", "evaluate"):
+        manifest = STAGES[f"inputs@{key}"]
+        assert _path_options(manifest["cmd"])["--out"][0] in deps, f"{name}: not on its variant's manifest"
+        assert {"data/features", "data/tags/tags.parquet"} <= set(manifest["deps"])

@@ -179,8 +179,10 @@ def _build(config: TrainConfig, text: TextConfig, variant: str, inputs: TrainInp
 
 def _run_record(run: _Run) -> dict[str, Any]:
     """How the run was made (stored in checkpoints; compared to resume)."""
-    features = {k: run.features_meta[k] for k in ("backbone_sha256", "max_words", "infer_tags", "tag_control")
-                if k in run.features_meta}
+    # A variant without tags records no tag setting: its files must not change with them (DVC
+    # does not re-run it after a tag-only change: pipeline/train/inputs.py).
+    keys = ("backbone_sha256", "max_words") + (("infer_tags", "tag_control") if run.config.uses_tags else ())
+    features = {k: run.features_meta[k] for k in keys if k in run.features_meta}
     return {"train": to_dict(run.config), "text": to_dict(run.text), "padding": run.padding, "features": features}
 
 
