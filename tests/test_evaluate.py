@@ -180,8 +180,10 @@ def test_metrics_file_nesting_and_rounding(evaluated):
     for variant in ("dicosa", "macvr"):
         full = json.loads((root / "eval" / variant / "metrics.json").read_text())
         rounded = json.loads((root / "metrics" / f"{variant}.json").read_text())
-        assert set(rounded) == {"t2v", "v2t"}
-        for direction, by in rounded.items():
+        assert set(rounded) == {"t2v", "v2t", "val"}  # the validation split beside the test split
+        assert rounded["val"] == round_metrics(full["val"]["metrics"], 2)
+        assert full["val"]["counts"] == {"captions": 2, "videos": 1}
+        for direction, by in ((d, rounded[d]) for d in ("t2v", "v2t")):
             assert set(by) == {"none", "dsl", "qb"}
             for strategy, leaf in by.items():
                 assert set(leaf) == WITH_INTERVALS | (QB_INFO if strategy == "qb" else set())
@@ -388,3 +390,25 @@ def test_finetune_checkpoint_reencodes_with_its_own_backbone(evaluated, tmp_path
     np.testing.assert_allclose(np.load(tmp_path / "eval" / "similarity.npy"), sim, rtol=2e-2, atol=2e-2)
     cached = np.load(p["root"] / "eval" / "macvr" / "similarity.npy")
     assert not np.allclose(np.load(tmp_path / "eval" / "similarity.npy"), cached, atol=1e-2)
+
+
+def test_the_validation_split_is_scored_like_the_test_split(evaluated, tmp_path):
+    """Swap the val and test labels of the features: the swapped run's val metrics are the
+    original test metrics (same querybanks and bootstrap draws), and its test metrics the
+    original val metrics, to full precision."""
+    import shutil
+
+    p = evaluated
+    swapped = tmp_path / "features"
+    shutil.copytree(p["features"], swapped)
+    for name in ("videos.parquet", "captions.parquet"):
+        table = pd.read_parquet(swapped / name)
+        table["split"] = table["split"].map(lambda s: {"test": "val", "val": "test"}.get(s, s))
+        table.to_parquet(swapped / name)
+    evaluate(eval_config(), "macvr", p["models"] / "macvr" / "model.pt", swapped, tmp_path / "eval",
+             tmp_path / "macvr.json", tmp_path / "plots")
+    original = json.loads((p["root"] / "eval" / "macvr" / "metrics.json").read_text())
+    other = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert other["val"]["metrics"] == original["metrics"]
+    assert other["metrics"] == original["val"]["metrics"]
+    assert other["val"]["counts"] == {"captions": 7, "videos": 5}

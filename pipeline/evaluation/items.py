@@ -10,6 +10,9 @@ Rows refer to the features directory's arrays (``videos.parquet`` / ``captions.p
   training video, as in the official MAC-VR / DiCoSA evaluation.
 - v2t querybank (video queries): the training videos themselves.
 Training videos are taken in row order; ``querybank_size > 0`` keeps the first that many.
+
+The validation split (``split="val"``) is scored the same way, with the same querybanks: it is
+what choices (recipes, epochs, checkpoints) are made on, so the test split is only reported.
 """
 
 from __future__ import annotations
@@ -43,22 +46,29 @@ def _check_index(df: pd.DataFrame, columns: list[str], where: str) -> None:
         raise ValueError(f"{where}: missing columns {missing}")
 
 
+def has_split(videos: pd.DataFrame, captions: pd.DataFrame, split: str) -> bool:
+    """Whether ``split`` has a video with a caption (e.g. a validation split to report)."""
+    ids = set(videos.loc[videos["split"] == split, "video_id"])
+    return bool(ids) and bool(captions.loc[captions["split"] == split, "video_id"].isin(ids).any())
+
+
 def select_rows(videos: pd.DataFrame, captions: pd.DataFrame, querybank_size: int,
-                where: str = "features") -> EvalRows:
-    """Test gallery, test queries and querybanks from the features' two index tables."""
+                where: str = "features", split: str = "test") -> EvalRows:
+    """The ``split`` gallery and queries (test by default) and the querybanks, from the features'
+    two index tables."""
     _check_index(videos, ["video_id", "row", "split"], f"{where}/videos.parquet")
     _check_index(captions, ["caption_id", "video_id", "row", "split", "caption_index"], f"{where}/captions.parquet")
     videos = videos.sort_values("row", kind="stable")
     captions = captions.sort_values("row", kind="stable")
 
-    test_v = videos[videos["split"] == "test"]
-    test_c = captions[(captions["split"] == "test") & captions["video_id"].isin(test_v["video_id"])]
+    test_v = videos[videos["split"] == split]
+    test_c = captions[(captions["split"] == split) & captions["video_id"].isin(test_v["video_id"])]
     if test_c.empty:
-        raise ValueError(f"{where}: no test captions with a test video (is there a test split?)")
+        raise ValueError(f"{where}: no {split} captions with a {split} video (is there a {split} split?)")
     without = ~test_v["video_id"].isin(test_c["video_id"])
     if without.any():
-        log.warning("%s: %d test videos have no test caption (e.g. %r); left out of the gallery",
-                    where, int(without.sum()), test_v.loc[without, "video_id"].iloc[0])
+        log.warning("%s: %d %s videos have no %s caption (e.g. %r); left out of the gallery",
+                    where, int(without.sum()), split, split, test_v.loc[without, "video_id"].iloc[0])
         test_v = test_v[~without]
     column = pd.Series(np.arange(len(test_v), dtype=np.int64), index=test_v["video_id"].to_numpy())
 

@@ -1,5 +1,9 @@
 """The evaluate stage: score the test split with a trained head, write metrics, plots and ranks.
 
+When the features have a validation split (the synthetic default; DiDeMo's val), it is scored the
+same way and reported beside the test split (``val`` in the metrics files, with its intervals):
+choices are made on val, and the test split is only reported.
+
 Output directory (``eval/<variant>``), for the report and for re-checks with ``macvr metrics``::
 
     similarity.npy        float32 [C, V]   test captions x test videos
@@ -40,7 +44,7 @@ import torch
 from pipeline.config import to_dict
 from pipeline.device import resolve_device
 from pipeline.evaluation.config import EvaluateConfig
-from pipeline.evaluation.items import EvalRows, select_rows
+from pipeline.evaluation.items import EvalRows, has_split, select_rows
 from pipeline.evaluation.outputs import (plot_recall_curves, rank_table, recall_curve, round_metrics, top_table,
                                          write_csv)
 from pipeline.evaluation.sets import EvalSets, TextSet, VideoSet
@@ -202,6 +206,24 @@ def write_plots(plots_dir: Path, ranked: RankedRetrieval, config: EvaluateConfig
         plot_recall_curves(curves, variant, tmp / "recall.png", config.plot_dpi)
 
 
+def _validation(model: TrainedModel, store, test_sets: EvalSets, config: EvaluateConfig, sources: ItemSources,
+                where: str) -> dict | None:
+    """``{metrics, counts}`` of the validation split (same strategies, querybanks and bootstrap
+    settings as the test split), or None when the features have no validation split."""
+    if not has_split(store.videos, store.captions_index, "val"):
+        return None
+    rows = select_rows(store.videos, store.captions_index, config.querybank_size, where, split="val")
+    try:
+        sets = EvalSets(test_text=model.text_set(store, rows.test_captions, rows.caption_ids, sources, "val captions"),
+                        test_videos=model.video_set(store, rows.test_videos, rows.video_ids, sources, "val videos"),
+                        qb_text=test_sets.qb_text, qb_videos=test_sets.qb_videos)
+    except ScoringInputError as err:
+        raise EvaluateError(str(err)) from None
+    ranked = compute_ranks(score_all(model.head, sets, config), rows.caption_video, config)
+    return {"metrics": metrics_with_intervals(ranked, rows.caption_video, config),
+            "counts": {"captions": len(rows.caption_ids), "videos": len(rows.video_ids)}}
+
+
 def evaluate(config: EvaluateConfig, variant: str, model_path: str | Path, features_dir: str | Path,
              out_dir: str | Path, metrics_path: str | Path, plots_dir: str | Path, *,
              frames_dir: str | Path | None = None, captions_path: str | Path | None = None,
@@ -235,8 +257,12 @@ def evaluate(config: EvaluateConfig, variant: str, model_path: str | Path, featu
             "counts": {"test_captions": len(rows.caption_ids), "test_videos": len(rows.video_ids),
                        "querybank_t2v": len(sets.qb_text), "querybank_v2t": len(sets.qb_videos)},
             "skipped": ranked.skipped, "evaluate": to_dict(config), "train_mode": model.train_mode}
+    val = _validation(model, store, sets, config, sources, str(features_dir))
+    if val is not None:
+        info["val"] = val
     write_outputs(Path(out_dir), scores, rows, ranked, metrics, info, top_videos(scores, rows, config))
-    write_json(round_metrics(metrics, 2), metrics_path)
+    write_json({**round_metrics(metrics, 2), **({"val": round_metrics(val["metrics"], 2)} if val else {})},
+               metrics_path)
     write_plots(Path(plots_dir), ranked, config, variant)
     log.info("%s evaluated in %.1f s", variant, time.monotonic() - started)
     return metrics
