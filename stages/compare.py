@@ -25,7 +25,7 @@ def main(
     eval_dir: Path = typer.Option(..., help="evaluation directories: <eval-dir>/<variant> for every variant"),
     out: Path = typer.Option(..., help="comparison JSON (DVC metrics), e.g. metrics/comparison.json"),
     tables: Path = typer.Option(..., help="Markdown tables, e.g. metrics/tables.md"),
-    truth: Optional[Path] = typer.Option(None, help="synthetic_truth.json (oracle ceiling; ignored when absent)"),
+    truth: Optional[Path] = typer.Option(None, help="synthetic_truth.json (chance, the Bayes-optimal ceiling and the consistency reference; ignored when absent)"),
     videos: Optional[Path] = typer.Option(None, help="prepared videos.parquet (its dataset picks the paper's values)"),
 ) -> None:
     """Paired bootstrap differences of every variant to the baseline; Tab. 2- and Tab. 4-like tables."""

@@ -1,5 +1,6 @@
 """The compare stage on small evaluation directories: comparison.json, the Markdown tables
-(intervals, paired differences, bold when the interval excludes 0), chance levels, ``macvr diff``."""
+(intervals, paired differences with p, bold by Holm over each table's Δ cells), chance levels,
+``macvr diff``."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def compared(evals, tmp_path_factory):
 
 def test_comparison_json_holds_every_paired_difference_and_chance(compared, evals):
     report, tracked, _ = compared
-    assert set(tracked) == {"macvr_vs_dicosa", "macvr_no_la_vs_dicosa", "controls"}
+    assert set(tracked) == {"macvr_vs_dicosa", "macvr_no_la_vs_dicosa", "controls", "corrections"}
     for name in ("macvr_vs_dicosa", "macvr_no_la_vs_dicosa"):
         assert set(tracked[name]) == {"t2v", "v2t"}
         for direction in ("t2v", "v2t"):
@@ -126,16 +127,18 @@ def test_tables_show_intervals_differences_and_bold_when_significant(compared):
     base = _row(md, "none", "dicosa")
     v = m["dicosa"]["t2v"]["none"]
     assert base[2] == f"{v['R1']:.1f} [{v['R1_lo']:.1f}, {v['R1_hi']:.1f}]" and "Δ" not in base[2]
-    # a clearly better variant: its difference, in bold
+    # a clearly better variant: its difference, p at the floor 2/400, Holm over the table's 12 Δ cells
+    # (12 x 0.005 = 0.06): 400 resamples cannot make 12 claims at 0.05, so no bold, and the table says so
     better = _row(md, "none", "macvr")
     v, d = m["macvr"]["t2v"]["none"], paired["macvr"]["t2v"]["none"]["R1"]
     assert better[2] == (f"{v['R1']:.1f} [{v['R1_lo']:.1f}, {v['R1_hi']:.1f}]"
-                         f"<br>**Δ {d['diff']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}]**")
+                         f"<br>Δ {d['diff']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}]<br>p ≤0.005, Holm ≤0.06")
     mnr = paired["macvr"]["t2v"]["none"]["MnR"]
-    assert mnr["hi"] < 0 and better[4].endswith("**") and f"Δ {mnr['diff']:+.1f}" in better[4]
+    assert mnr["hi"] < 0 and "**" not in better[4] and f"Δ {mnr['diff']:+.1f}" in better[4]
+    assert md.count("no Δ of 12 can pass; that needs more than 480 resamples") == 2  # Tab. 2 and Tab. 4
     # a variant equal to the baseline: Δ 0, not bold (Tab. 4 lists the ablation)
     equal = _row(md, "macvr_no_la", "MAC-VR without the alignment loss (Tab. 4)")
-    assert "Δ +0.0 [+0.0, +0.0]" in equal[2] and "**" not in equal[2]
+    assert "Δ +0.0 [+0.0, +0.0]<br>p 1.000, Holm 1.000" in equal[2] and "**" not in equal[2]
     assert "**text-to-video, DSL**" in md and "**video-to-text**" in md
     # chance levels as the reference points, for the recall columns only
     chance_t2v = _row(md, "chance", "t2v")
@@ -216,7 +219,7 @@ def test_compare_stage_and_diff_command(evals, tmp_path):
     assert result.exit_code == 0, result.output
     assert "compare: 1 variants vs dicosa" in result.output
     tracked = json.loads((tmp_path / "comparison.json").read_text())
-    assert set(tracked) == {"macvr_vs_dicosa", "controls"}  # only the variants params.yaml trains
+    assert set(tracked) == {"macvr_vs_dicosa", "controls", "corrections"}  # only the variants params.yaml trains
     assert "| R@1 | MnR |" in (tmp_path / "tables.md").read_text()
 
     diff_app = __import__("typer").Typer(add_completion=False)
@@ -226,7 +229,24 @@ def test_compare_stage_and_diff_command(evals, tmp_path):
     assert json.loads(out.stdout) == compare_results(EvalResult.read(evals / "macvr"),
                                                      EvalResult.read(evals / "dicosa"), SETTINGS)
     table = CliRunner().invoke(diff_app, [str(evals / "macvr"), str(evals / "dicosa"), "--resamples", "400"])
-    assert table.exit_code == 0 and "t2v       none     R1" in table.stdout and " *" in table.stdout
+    assert table.exit_code == 0 and "t2v       none     R1" in table.stdout
+    # 24 rows, p >= 2/400: Holm >= 0.12, no flag can be earned, and the command says so
+    assert not [line for line in table.stdout.splitlines() if line.endswith(" *")]
+    assert "use --resamples above 960 for any * to be possible" in table.stdout
+    # the flag: Holm over every printed row, re-computed from the JSON's p-values (2000 resamples: Holm >= 0.024)
+    table = CliRunner().invoke(diff_app, [str(evals / "macvr"), str(evals / "dicosa"), "--resamples", "2000"])
+    want = compare_results(EvalResult.read(evals / "macvr"), EvalResult.read(evals / "dicosa"),
+                           BootstrapSettings(resamples=2000, seed=0, level=0.95))
+    ps = [d["p"] for by in want.values() for metrics in by.values() for d in metrics.values()]
+    rows = [line.split() for line in table.stdout.splitlines() if line.startswith(("t2v ", "v2t "))]
+    assert len(rows) == len(ps) == 2 * 2 * len(METRICS)
+    flagged = 0
+    for row, holm_p in zip(rows, direct_holm(ps)):
+        assert float(row[-2 if row[-1] == "*" else -1]) == pytest.approx(holm_p, abs=5e-4)
+        assert (row[-1] == "*") == (holm_p < 0.05), row
+        flagged += row[-1] == "*"
+    assert flagged >= 8 and f"*: Holm-adjusted p < 0.05 over the {len(ps)} differences above" in table.stdout
+    assert "any * to be possible" not in table.stdout
     bad = CliRunner().invoke(diff_app, [str(evals / "macvr"), str(tmp_path / "nowhere:macvr"), "--resamples", "400"])
     assert bad.exit_code == 1 and bad.stderr.startswith("diff: ")
 
@@ -271,12 +291,20 @@ def test_the_papers_tab2_sits_beside_the_measurement(evals, tmp_path):
     d = report["paired"]["macvr"]["t2v"]["dsl"]["R1"]
     assert gain["published"] == pytest.approx(53.2 - 52.1) and gain["measured"] == d["diff"]
     assert gain["published_inside"] == (d["lo"] <= 1.1 <= d["hi"]) and gain["excludes_zero"] == (d["lo"] > 0)
+    # the gain rows are one family: Holm over all of them; excludes_zero is the unadjusted test
+    rows = [g for by in paper["gain"].values() for g in by.values()]
+    for g, holm_p in zip(rows, direct_holm([g["p"] for g in rows])):
+        assert g["p_holm"] == pytest.approx(holm_p) and g["significant_holm"] == (holm_p < 0.05)
+        assert g["excludes_zero"] == (g["p"] < 0.05)
     md = (tmp_path / "t.md").read_text()
     assert "## The paper's Tab. 2 beside the measurement" in md and "MAC-VR − DiCoSA" in md
     assert md.count("✗") - 1 == sum(c["outside"] for r in paper["rows"].values() for by in r["t2v"].values()
                                 for c in by.values())
     tracked = json.loads((tmp_path / "c.json").read_text())
     assert tracked["paper"]["gain"]["dsl"]["R1"]["published"] == 1.1
+    assert tracked["corrections"]["paper_gain"] == {"cells": len(rows)} and "significant_holm" in \
+        tracked["paper"]["gain"]["dsl"]["R1"]
+    assert f"Holm p: adjusted over the {len(rows)} rows of this table" in md and "| significant (Holm) |" in md
     # the other way round (MAC-VR as the baseline) the gain keeps its sign
     flipped = CompareConfig(**{**CONFIG.__dict__, "baseline": "macvr"})
     again = compare_variants(flipped, ["dicosa", "macvr"], evals, tmp_path / "c2.json", tmp_path / "t2.md",
@@ -286,3 +314,181 @@ def test_the_papers_tab2_sits_beside_the_measurement(evals, tmp_path):
     pd.DataFrame({"video_id": ["a"], "dataset": ["synthetic"]}).to_parquet(videos)
     assert compare_variants(CONFIG, ["dicosa", "macvr"], evals, tmp_path / "c.json", tmp_path / "t.md",
                             videos=videos)["paper"] == {}
+
+
+def direct_holm(p: list[float]) -> list[float]:
+    """Holm-adjusted p straight from the definition: the largest (m - rank) p_j over every p_j <= p_i,
+    rank = how many p-values are strictly smaller (ties share the first rank), capped at 1."""
+    m = len(p)
+    return [min(1.0, max((m - sum(q < pj for q in p)) * pj for pj in p if pj <= pi)) for pi in p]
+
+
+def test_comparison_json_states_each_tables_family_with_holm_p(compared):
+    report, tracked, md = compared
+    paired = report["paired"]
+    # Tab. 2-like: every direction x strategy x non-baseline variant x metric shown
+    tab2 = [("macvr", d, s, m) for d in ("t2v", "v2t") for s in ("none", "dsl") for m in CONFIG.metrics]
+    # Tab. 4-like: t2v, every strategy x ablation x metric (macvr is in both tables, once per family)
+    tab4 = [(v, "t2v", s, m) for s in ("none", "dsl") for v in ("macvr", "macvr_no_la") for m in CONFIG.metrics]
+    for name, cells in (("tab2", tab2), ("tab4", tab4)):
+        family = tracked["corrections"][name]
+        assert family["cells"] == len(cells)
+        got = [family[f"{v}_vs_dicosa"][d][s][f"{m}_p_holm"] for v, d, s, m in cells]
+        want = direct_holm([paired[v][d][s][m]["p"] for v, d, s, m in cells])
+        assert got == pytest.approx(want, abs=1e-3)
+        n_leaves = sum(len(leaf) for k, by in family.items() if k != "cells" for s in by.values() for leaf in s.values())
+        assert n_leaves == len(cells)  # nothing outside the family
+    assert "R10_p_holm" not in tracked["corrections"]["tab2"]["macvr_vs_dicosa"]["t2v"]["none"]  # not shown
+    assert f"over the {len(tab2)} Δ cells of this table" in md and f"over the {len(tab4)} Δ cells of this table" in md
+    assert "intervals are not adjusted" in md
+
+
+def test_bold_follows_holm_over_the_table_not_each_interval():
+    from pipeline.compare.tables import table2, table4
+
+    metrics = ["R1", "R5"]
+    values = {m: 10.0 for m in metrics} | {f"{m}_lo": 8.0 for m in metrics} | {f"{m}_hi": 12.0 for m in metrics}
+    by_variant = {v: {d: {"none": values} for d in ("t2v", "v2t")} for v in ("base", "a", "b")}
+
+    def delta(p: float) -> dict:  # an interval excluding 0 (p < 0.05 alone would be "significant")
+        return {"diff": 1.0, "lo": 0.2, "hi": 1.8, "p": p}
+
+    # 8 Δ cells: one very small p, seven at 0.03 -> Holm 8 x 0.001 = 0.008 (bold), 7 x 0.03 = 0.21 (not)
+    diffs = {v: {d: {"none": {m: delta(0.001 if (v, d, m) == ("a", "t2v", "R1") else 0.03) for m in metrics}}
+                 for d in ("t2v", "v2t")} for v in ("a", "b")}
+    md = "\n".join(table2(by_variant, diffs, ["base", "a", "b"], "base", metrics,
+                          {"t2v": ["none"], "v2t": ["none"]}, level=0.95, resamples=10000))
+    assert md.count("**Δ") == 1 and "**Δ +1.0 [+0.2, +1.8]**<br>p 0.001, Holm 0.008" in md
+    assert md.count("Δ +1.0 [+0.2, +1.8]<br>p 0.030, Holm 0.210") == 7
+    assert "Holm-adjusted p < 0.05 over the 8 Δ cells of this table" in md
+    # at level 0.75 (α = 0.25) all 8 are bold; the t2v-only Tab. 4 family is 4 cells: 4 x 0.001, then 3 x 0.03
+    assert "\n".join(table2(by_variant, diffs, ["base", "a", "b"], "base", metrics,
+                            {"t2v": ["none"], "v2t": ["none"]}, level=0.75)).count("**Δ") == 8
+    md4 = "\n".join(table4(by_variant, diffs, ["base", "a", "b"], "base", metrics, {}, ["none"]))
+    assert "over the 4 Δ cells" in md4 and md4.count("Holm 0.090") == 3 and "Holm 0.004" in md4
+    assert md4.count("**Δ") == 1
+
+
+def test_with_enough_resamples_the_clear_differences_are_bold(evals, tmp_path):
+    # 2000 resamples: floor 0.001, 12 cells per table -> Holm at most 0.012 for the clearly better variant
+    config = CompareConfig(**{**CONFIG.__dict__, "bootstrap": BootstrapSettings(resamples=2000, seed=0, level=0.95)})
+    report = compare_variants(config, ["dicosa", "macvr", "macvr_no_la"], evals, tmp_path / "c.json", tmp_path / "t.md")
+    md, tracked = (tmp_path / "t.md").read_text(), json.loads((tmp_path / "c.json").read_text())
+    m, paired = report["metrics"], report["paired"]
+    better = _row(md, "none", "macvr")
+    v, d = m["macvr"]["t2v"]["none"], paired["macvr"]["t2v"]["none"]["R1"]
+    holm_p = tracked["corrections"]["tab2"]["macvr_vs_dicosa"]["t2v"]["none"]["R1_p_holm"]
+    assert d["p"] == 0.001 and holm_p == 0.012  # 12 x 0.001: an upper bound, shown as ≤
+    assert better[2] == (f"{v['R1']:.1f} [{v['R1_lo']:.1f}, {v['R1_hi']:.1f}]"
+                         f"<br>**Δ {d['diff']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}]**<br>p ≤0.001, Holm ≤{holm_p:g}")
+    equal = _row(md, "macvr_no_la", "MAC-VR without the alignment loss (Tab. 4)")
+    assert "Δ +0.0 [+0.0, +0.0]<br>p 1.000, Holm 1.000" in equal[2] and "**" not in equal[2]
+    assert "can pass" not in md
+    # every Δ cell: bold exactly when the family's Holm-adjusted p < 0.05
+    for direction in ("t2v", "v2t"):
+        for strategy, label in (("none", "none"), ("dsl", "DSL")):
+            row = _row(md, label, "macvr") if direction == "t2v" else None
+            for i, metric in enumerate(CONFIG.metrics):
+                holm_p = tracked["corrections"]["tab2"]["macvr_vs_dicosa"][direction][strategy][f"{metric}_p_holm"]
+                if row is not None:
+                    assert ("**Δ" in row[2 + i]) == (holm_p < 0.05), (strategy, metric)
+
+
+def synthetic_truth(path: Path) -> Path:
+    """A synthetic_truth.json for the evaluation directories' test videos, drawn by the generator."""
+    from pipeline.data.synth_captions import sample_planned_captions
+    from pipeline.data.synth_scene import sample_scene
+
+    truth = {}
+    for j in range(VIDEOS):
+        rng = np.random.default_rng([4, 0, j])
+        scene = sample_scene(rng, 20, 10)
+        caps = sample_planned_captions(scene, CAPTIONS_PER_VIDEO, rng)
+        truth[f"v{j:02d}"] = {"split": "test", "scene": scene.to_dict(), "captions": [
+            {"text": c.text, "mentions": sorted(c.mentions), "plan": c.plan} for c in caps]}
+    write_json(truth, path)
+    return path
+
+
+def test_controls_hold_the_bayes_ceiling_and_each_variants_share_of_it(evals, tmp_path):
+    from pipeline.data.synth_oracle import controls as truth_controls, load_truth
+
+    truth = synthetic_truth(tmp_path / "synthetic_truth.json")
+    report = compare_variants(CONFIG, ["dicosa", "macvr", "macvr_no_la"], evals, tmp_path / "c.json",
+                              tmp_path / "t.md", truth=truth)
+    md, tracked = (tmp_path / "t.md").read_text(), json.loads((tmp_path / "c.json").read_text())
+    controls = report["controls"]
+    assert set(controls) == {"chance", "consistent_uniform", "bayes_ceiling", "share_of_ceiling"}
+    want = truth_controls(load_truth(truth))
+    for name in ("consistent_uniform", "bayes_ceiling"):
+        assert controls[name] == {d: want[name][d] for d in ("t2v", "v2t")}
+    ceiling = controls["bayes_ceiling"]
+    assert all(ceiling[d][k] >= controls["consistent_uniform"][d][k] for d in ("t2v", "v2t") for k in ("R1", "R5"))
+    # shares: the variant's recall over the ceiling's, with no strategy and with the best by R@1
+    metrics = report["metrics"]
+    for variant in ("dicosa", "macvr"):
+        for direction in ("t2v", "v2t"):
+            by = metrics[variant][direction]
+            best = sorted(by, key=lambda s: (-by[s]["R1"], -by[s]["R5"], -by[s]["R10"], list(by).index(s)))[0]
+            for which, strategy in (("none", "none"), ("best", best)):
+                share = controls["share_of_ceiling"][f"{variant}/{direction}/{which}"]
+                assert share["strategy"] == strategy
+                for k in ("R1", "R5", "R10"):
+                    assert share[k] == pytest.approx(100 * by[strategy][k] / ceiling[direction][k])
+                assert tracked["controls"]["share_of_ceiling"][f"{variant}/{direction}/{which}"]["R1"] == \
+                    round(share["R1"], 2)
+    assert tracked["controls"]["bayes_ceiling"]["t2v"]["R1"] == round(ceiling["t2v"]["R1"], 2)
+    # the tables name which row is the ceiling and which only a reference
+    row = _row(md, "Bayes-optimal (the ceiling)", "t2v")
+    assert row[2:] == [f"{ceiling['t2v']['R1']:.1f}", f"{ceiling['t2v']['R5']:.1f}"]
+    _row(md, "consistent, uniform order (reference, not a ceiling)", "v2t")
+    share = controls["share_of_ceiling"]["macvr/t2v/none"]
+    assert _row(md, "macvr", "t2v")[2:] == ["none", f"{share['R1']:.1f}%", f"{share['R5']:.1f}%"]
+    assert "| oracle |" not in md
+
+
+def test_seeds_reports_which_random_sources_the_runs_varied():
+    from pipeline.compare.command import SEED_SOURCES, seed_sources
+
+    def params(data: int, backbone: int, head: int) -> dict:
+        return {"prepare": {"datasets": {"synthetic": {"seed": data}}}, "backbone": {"tiny": {"seed": backbone}},
+                "train": {"seed": head}, "features": {"seed": 0}, "tag_text": {"seed": 1234},
+                "tag_video": {"seed": 1234}, "compare": {"bootstrap": {"seed": 0}}}
+
+    head_only = seed_sources({f"h{i}": params(0, 0, i) for i in range(3)})
+    assert set(head_only) == set(SEED_SOURCES)
+    assert {s for s, v in head_only.items() if v["varied"]} == {"head"}
+    assert head_only["head"]["values"] == [0, 1, 2] and head_only["backbone"]["values"] == [0]
+    together = seed_sources({f"s{i}": params(i, i, i) for i in range(2)} | {"again": params(1, 1, 1)})
+    assert {s for s, v in together.items() if v["varied"]} == {"data", "backbone", "head"}
+    assert together["data"]["values"] == [0, 1]
+    real = seed_sources({"a": {"train": {"seed": 0}}, "b": {"train": {"seed": 1}}})
+    assert real["data"] == {"key": "prepare.datasets.synthetic.seed", "values": [None], "varied": False}
+
+
+def test_the_seeds_command_reads_metrics_and_params_at_each_revision(tmp_path, monkeypatch):
+    import subprocess
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(["git", "init", "-q"], check=True)
+    (tmp_path / "metrics").mkdir()
+    for i, r1 in enumerate((10.0, 14.0)):
+        params = {"backbone": {"tiny": {"seed": i}}, "train": {"seed": 0}}
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        (tmp_path / "metrics/macvr.json").write_text(json.dumps({"t2v": {"none": {"R1": r1}}}))
+        subprocess.run(["git", "add", "-A"], check=True)
+        subprocess.run(["git", "commit", "-qm", f"run {i}"], check=True)
+        subprocess.run(["git", "tag", f"run{i}"], check=True)
+    result = CliRunner().invoke(app, ["seeds", "run0", "run1"])
+    assert result.exit_code == 0, result.output
+    assert "varied: backbone (backbone.tiny.seed: 0, 1)" in result.output
+    assert "held fixed: head=0 (the spread below leaves these sources out)" in result.output
+    assert "macvr.t2v.none.R1    12.00 ±   2.83" in result.output

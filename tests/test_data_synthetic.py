@@ -267,3 +267,29 @@ def test_test_count_keeps_both_splits():
     assert replace(SMALL, num_videos=200, test_fraction=0.25).test_count() == 50
     assert replace(SMALL, num_videos=3, test_fraction=0.01).test_count() == 1
     assert replace(SMALL, num_videos=3, test_fraction=0.99).test_count() == 2
+
+
+def test_truth_records_each_captions_final_plan(small):
+    from pipeline.data.synth_likelihood import likelihood, signature
+
+    truth = read_json(small / "synthetic_truth.json")
+    for rec in truth.values():
+        for cap in rec["captions"]:
+            p = cap["plan"]
+            assert set(p) == {"template", "background", "clauses"}
+            plan = sc._Plan(p["template"], [sc._Clause(c["shape"], c["np"], c["verbs"]) for c in p["clauses"]],
+                            p["background"])
+            assert sorted(plan.mentions()) == cap["mentions"]  # the plan says what the caption states
+            assert likelihood(signature(p, rec["scene"]), rec["scene"]) > 0
+
+
+def test_plans_come_from_the_same_draws():
+    # sample_captions is sample_planned_captions without the plans: same captions, same RNG use
+    for i in range(30):
+        scene = sample_scene(np.random.default_rng([13, 0, i]), 20, 10)
+        a, b = np.random.default_rng([13, 1, i]), np.random.default_rng([13, 1, i])
+        planned = sc.sample_planned_captions(scene, 5, a)
+        assert [(c.text, c.mentions) for c in planned] == sc.sample_captions(scene, 5, b)
+        assert a.bit_generator.state == b.bit_generator.state
+        one_a, one_b = np.random.default_rng(i), np.random.default_rng(i)
+        assert sc.sample_caption(scene, one_a) == sc.sample_planned_caption(scene, one_b)[:2]

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from pipeline.retrieval.metrics import official_rank_list, rank_metrics
-from pipeline.retrieval.uncertainty import (METRICS, Entries, _weighted_median, bootstrap_metrics, draws, interval,
-                                            paired_difference, point_metrics, weighted_metrics)
+from pipeline.retrieval.uncertainty import (METRICS, Entries, _weighted_median, bootstrap_metrics, draws, holm,
+                                            interval, p_resolution, paired_difference, percentile_p, point_metrics,
+                                            weighted_metrics)
 
 
 def test_draws_are_seeded_multinomial_counts():
@@ -135,6 +136,8 @@ def test_paired_test_false_positive_rate_on_exchangeable_variants():
                                 draws(videos, resamples, seed=s))
         for name in rejected:
             rejected[name] += out[name]["p"] < 0.05
+            # one test: p < 0.05 exactly when the 95% interval excludes 0
+            assert (out[name]["p"] < 0.05) == (out[name]["lo"] > 0 or out[name]["hi"] < 0), (s, name, out[name])
     rates = {name: count / sets for name, count in rejected.items()}
     for name, rate in rates.items():
         assert 0.02 <= rate <= 0.09, rates
@@ -168,6 +171,7 @@ def test_paired_difference_values_and_pairing():
         weighted_metrics(Entries.of(b, clusters, 40), weights)["MnR"]
     assert (out["MnR"]["lo"], out["MnR"]["hi"]) == pytest.approx(tuple(np.quantile(samples, [0.025, 0.975])))
     assert out["MnR"]["hi"] < 0  # paired: the shared queries cancel, only the 10 changed ones vary
+    assert out["MnR"]["p"] == percentile_p(samples) and out["MnR"]["p"] < 0.05
     same = paired_difference(Entries.of(a, clusters, 40), Entries.of(a, clusters, 40), weights)
     assert all(d["diff"] == 0 and d["p"] == 1.0 for d in same.values())
     with pytest.raises(ValueError, match="different test sets"):
@@ -183,3 +187,120 @@ def test_a_thousand_resamples_of_a_1k_test_set_take_well_under_a_second():
     elapsed = time.perf_counter() - start
     assert elapsed < 2.0, elapsed  # loosely: well under a second on an idle core
     assert out["R1_lo"] <= out["R1"] <= out["R1_hi"]
+
+
+def _inverted_by_bisection(samples: np.ndarray) -> float:
+    """The smallest α at which ``interval(samples, 1 - α)`` excludes 0, found by bisecting on α with
+    :func:`interval` itself (exclusion only grows with α: the interval shrinks)."""
+    def excludes(alpha: float) -> bool:
+        lo, hi = interval(samples, 1.0 - alpha)
+        return lo > 0 or hi < 0
+
+    if not excludes(1.0):
+        return 1.0
+    low, high = 0.0, 1.0  # excludes(high) holds throughout
+    for _ in range(80):
+        mid = (low + high) / 2
+        low, high = (low, mid) if excludes(mid) else (mid, high)
+    return high
+
+
+def _sample_sets(rng: np.random.Generator) -> list[np.ndarray]:
+    """Bootstrap-like sample sets: continuous and shifted, discrete with many ties (recall steps of
+    100/n, mean-rank steps), exact zeros, all equal, all on one side, tiny sizes."""
+    sets = []
+    for _ in range(150):
+        n = int(rng.choice([1, 2, 3, 5, 50, 200, 401, 1000]))
+        kind = rng.integers(6)
+        if kind == 0:
+            x = rng.normal(rng.normal(0, 1.5), 1.0, n)
+        elif kind == 1:  # R@k differences on 60 queries: multiples of 100/60, ties and exact zeros
+            x = (100 / 60) * rng.integers(-3, 6, n)
+        elif kind == 2:  # a few distinct values only, mostly 0
+            x = rng.choice([-1.0, 0.0, 0.0, 0.0, 0.5, 2.0], n) + rng.choice([0.0, 0.0, 0.5])
+        elif kind == 3:
+            x = np.full(n, rng.choice([0.0, 1.5, -2.0]))
+        elif kind == 4:  # strictly one side, sometimes touching 0 once
+            x = rng.choice([1.0, -1.0]) * rng.uniform(0.1, 3.0, n)
+            x[0] = 0.0 if rng.random() < 0.5 else x[0]
+        else:  # the median on the other side of 0 than the mean
+            x = np.concatenate([rng.normal(-0.3, 0.1, n - n // 3), rng.normal(20, 1, n // 3)])
+        sets.append(x)
+    return sets
+
+
+def test_percentile_p_is_the_inverted_percentile_interval():
+    rng = np.random.default_rng(10)
+    levels = np.concatenate([np.linspace(0.0, 0.999, 167), [0.5, 0.8, 0.9, 0.95, 0.99]])
+    boundary = unresolved = checked = 0
+    for x in _sample_sets(rng):
+        p, floor = percentile_p(x), 2 / len(x)
+        assert min(1.0, floor) <= p <= 1.0
+        assert p == pytest.approx(min(1.0, max(floor, _inverted_by_bisection(x))), abs=1e-9), x
+        assert percentile_p(-x) == pytest.approx(p, abs=1e-12)  # two-sided: the sign does not matter
+        for level in levels:
+            if 1 - level <= floor:  # the interval's ends rest on the most extreme resample: not claimed
+                unresolved += 1
+                continue
+            if abs(p - (1 - level)) < 1e-9:  # exactly on the boundary: float rounding decides
+                boundary += 1
+                continue
+            lo, hi = interval(x, level)
+            assert (lo > 0 or hi < 0) == (p < 1 - level), (x, level, p, lo, hi)
+            checked += 1
+    assert checked > 12000 and boundary < 0.01 * checked
+
+
+def test_percentile_p_by_hand():
+    # never crossing 0 (excluded at every level): the floor 2/B, not 0
+    assert percentile_p(np.arange(1.0, 1001.0)) == pytest.approx(0.002) == p_resolution(1000)
+    assert percentile_p(-np.arange(1.0, 401.0)) == pytest.approx(0.005)
+    assert percentile_p(np.full(400, 2.5)) == pytest.approx(0.005)
+    assert percentile_p(np.zeros(7)) == 1.0  # identical variants
+    assert percentile_p(np.array([3.0, -1.0])) == 1.0  # two resamples resolve nothing (floor 2/2)
+    # 101 samples -1, 3, 3, ...: Q crosses 0 a quarter into the first step, q = 0.25 / 100: the inversion
+    # 0.005 rests on the single most extreme resample, so p is the floor 2/101
+    assert percentile_p(np.array([-1.0] + [3.0] * 100)) == pytest.approx(2 / 101)
+    x = np.concatenate([[-40.0, -20.0, -1.0], np.arange(3.0, 101.0)])  # 101 samples; Q crosses 0 at
+    assert percentile_p(x) == pytest.approx(2 * (2 + 1 / 4) / 100)    # h = 2 + 1/4: q = 0.0225, p = 0.045
+    assert interval(x, 0.95)[0] > 0 and interval(x, 0.96)[0] <= 0
+    x = np.arange(-1.0, 100.0)  # -1, 0, 1, ..., 99 (101 samples): Q(q) <= 0 up to q = 1/100
+    assert percentile_p(x) == pytest.approx(0.02)
+    assert interval(x, 0.97)[0] > 0 and interval(x, 0.99)[0] <= 0
+    assert percentile_p(np.array([0.0, 0.0, 1.0, 2.0])) == pytest.approx(2 / 3)  # Q(q) = 0 up to q = 1/3
+    with pytest.raises(ValueError, match="no bootstrap samples"):
+        percentile_p(np.array([]))
+
+
+def test_percentile_p_is_one_unless_the_interval_can_exclude_zero():
+    # a symmetric set around 0: every interval contains 0
+    assert percentile_p(np.array([-2.0, -1.0, 0.0, 1.0, 2.0])) == 1.0
+    # the whole bootstrap on the other side of 0 than its mean: the interval (and so p) follows the samples
+    x = np.array([-0.3] * 8 + [20.0] * 2)
+    assert x.mean() > 0 and interval(x, 0.5)[1] < 0 and percentile_p(x) < 0.5
+
+
+def _holm_rejections(p: np.ndarray, alpha: float) -> set[int]:
+    """Holm's step-down procedure as stated: walk the p-values up; reject while p_(k) <= α / (m - k + 1)."""
+    m, out = len(p), set()
+    for k, i in enumerate(np.argsort(p), start=1):
+        if p[i] > alpha / (m - k + 1):
+            break
+        out.add(int(i))
+    return out
+
+
+def test_holm_adjusted_p_values():
+    # by hand: sorted 0.005, 0.01, 0.03, 0.04 -> x4 = 0.02, x3 = 0.03, x2 = 0.06, x1 = 0.04 -> running max 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.3, 0.6]) == pytest.approx([0.6, 0.6]) and holm([0.7, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([0.02]) == [0.02] and holm([]) == []
+    assert holm([0.01, 0.01, 0.5]) == pytest.approx([0.03, 0.03, 0.5])  # ties: the same adjusted value
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        m = int(rng.integers(1, 40))
+        p = rng.uniform(0, 1, m) ** rng.choice([1, 3, 6])  # some families with many small p
+        adj = np.array(holm(p))
+        assert np.all(adj >= p - 1e-15) and np.all(adj <= np.minimum(1, m * p) + 1e-12)
+        for alpha in (0.001, 0.01, 0.05, 0.1, 0.2):
+            assert {int(i) for i in np.flatnonzero(adj <= alpha)} == _holm_rejections(p, alpha), (p, alpha)

@@ -21,7 +21,7 @@ import typer
 from pipeline.compare.config import BootstrapSettings
 from pipeline.compare.paired import compare_results
 from pipeline.evaluation.results import EvalResult
-from pipeline.retrieval.uncertainty import METRICS
+from pipeline.retrieval.uncertainty import METRICS, alpha_of, holm, p_resolution
 
 EVAL_DIR = "eval"
 
@@ -75,6 +75,8 @@ def diff(
 ) -> None:
     """Paired bootstrap difference A - B of every metric, direction and strategy, with intervals and p-values.
 
+    * marks a Holm-adjusted p < 1 - level over all the printed differences (one family).
+
     Both must have ranked the same test queries against the same gallery. Example:
     macvr diff eval/macvr eval/dicosa; macvr diff exp-a1b2c:macvr exp-d3e4f:macvr
     """
@@ -89,14 +91,23 @@ def diff(
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return
+    rows = [(direction, strategy, metric, d) for direction, by in out.items() for strategy, metrics in by.items()
+            for metric, d in metrics.items()]
+    # every printed difference is one family: the flag is a claim about all of them at once
+    adjusted, alpha, floor = holm([d["p"] for *_, d in rows]), alpha_of(level), p_resolution(resamples)
     typer.echo(f"{a} - {b}: paired bootstrap over {ra.n_videos} test videos, {resamples} resamples")
-    typer.echo(f"{'direction':9s} {'strategy':8s} {'metric':6s} {'diff':>8s} {'interval':>18s} {'p':>7s}")
-    for direction, by in out.items():
-        for strategy, metrics in by.items():
-            for metric, d in metrics.items():
-                flag = " *" if d["lo"] > 0 or d["hi"] < 0 else ""
-                typer.echo(f"{direction:9s} {strategy:8s} {metric:6s} {d['diff']:+8.2f} "
-                           f"[{d['lo']:+7.2f}, {d['hi']:+7.2f}] {d['p']:7.3f}{flag}")
+    typer.echo(f"{'direction':9s} {'strategy':8s} {'metric':6s} {'diff':>8s} {'interval':>18s} {'p':>7s} "
+               f"{'holm p':>7s}")
+    for (direction, strategy, metric, d), p_holm in zip(rows, adjusted):
+        flag = " *" if p_holm < alpha else ""
+        typer.echo(f"{direction:9s} {strategy:8s} {metric:6s} {d['diff']:+8.2f} "
+                   f"[{d['lo']:+7.2f}, {d['hi']:+7.2f}] {d['p']:7.3f} {p_holm:7.3f}{flag}")
+    typer.echo(f"p: the percentile interval's test, inverted (p < {alpha:g} iff the {100 * level:g}% interval "
+               f"excludes 0; never below 2/B = {floor:g}); *: Holm-adjusted p < {alpha:g} over the {len(rows)} "
+               "differences above (intervals are not adjusted).")
+    if len(rows) * floor >= alpha:
+        typer.echo(f"With {resamples} resamples no Holm-adjusted p of {len(rows)} can go below {len(rows) * floor:g}: "
+                   f"use --resamples above {math.ceil(2 * len(rows) / alpha)} for any * to be possible.")
 
 
 def _experiments() -> list[tuple[str, str]]:
@@ -145,6 +156,44 @@ def summarise(runs: dict[str, dict[str, Any]], files: list[str] | None = None) -
                 "min": min(v), "max": max(v)} for k, v in sorted(values.items())}
 
 
+# Every random source of a run, by params key: what a seed sweep can vary. The data seed is the
+# synthetic generator's (videos, captions, splits); real datasets have none.
+SEED_SOURCES = {
+    "data": "prepare.datasets.synthetic.seed",
+    "backbone": "backbone.tiny.seed",
+    "head": "train.seed",
+    "tag draws": "features.seed",
+    "textual tags": "tag_text.seed",
+    "visual tags": "tag_video.seed",
+    "intervals": "compare.bootstrap.seed",
+}
+
+
+def _lookup(params: dict[str, Any], dotted: str) -> Any:
+    value: Any = params
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def seed_sources(params_by_run: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{source: {key, values, varied}}``: which random sources a set of runs varied (the values
+    seen, in run order without repeats) and which it held fixed."""
+    out = {}
+    for source, key in SEED_SOURCES.items():
+        values = list(dict.fromkeys(_lookup(p, key) for p in params_by_run.values()))
+        out[source] = {"key": key, "values": values, "varied": len(values) > 1}
+    return out
+
+
+def _params_at(rev: str) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(_git("show", f"{rev}:params.yaml")) or {}
+
+
 def seeds(
     runs: Annotated[Optional[list[str]], typer.Argument(
         help="dvc experiment names or git revisions (default: every dvc experiment of this repository).")] = None,
@@ -152,22 +201,29 @@ def seeds(
         "--file", "-f", help="Metrics files to summarise by stem, e.g. macvr (repeatable; default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Mean ± sd (and n, min, max) of every metric over a set of runs, e.g. a seed sweep:
+    """Mean ± sd (and n, min, max) of every metric over a set of runs, e.g. a seed sweep, and which
+    random sources (data, backbone, head, tag draws, taggers, intervals) the runs varied:
 
-    dvc exp run --queue -S train.seed=0,1,2 && dvc queue start && macvr seeds
+    dvc exp run --queue -S backbone.tiny.seed=0,1,2 -S train.seed=0,1,2 && dvc queue start && macvr seeds
     """
     try:
         chosen = [(r, resolve_rev(r)) for r in runs] if runs else _experiments()
         if not chosen:
             raise ValueError("no dvc experiments found; name runs explicitly")
         summary = summarise({name: _metrics_at(rev) for name, rev in chosen}, files)
+        sources = seed_sources({name: _params_at(rev) for name, rev in chosen})
     except (ValueError, OSError) as err:
         typer.echo(f"seeds: {err}", err=True)
         raise typer.Exit(1) from None
     if as_json:
-        typer.echo(json.dumps({"runs": [n for n, _ in chosen], "metrics": summary}, indent=2))
+        typer.echo(json.dumps({"runs": [n for n, _ in chosen], "sources": sources, "metrics": summary}, indent=2))
         return
     typer.echo(f"{len(chosen)} runs: {', '.join(n for n, _ in chosen)}")
+    varied = [f"{s} ({v['key']}: {', '.join(map(str, v['values']))})" for s, v in sources.items() if v["varied"]]
+    held = [f"{s}={v['values'][0]}" for s, v in sources.items() if not v["varied"] and v["values"] != [None]]
+    typer.echo(f"varied: {'; '.join(varied) or 'nothing'}")
+    typer.echo(f"held fixed: {', '.join(held) or 'nothing'}" + (
+        " (the spread below leaves these sources out)" if held else ""))
     width = max(map(len, summary), default=0)
     for key, s in summary.items():
         typer.echo(f"{key:{width}s} {s['mean']:8.2f} ± {s['sd']:6.2f}  (n={s['n']}, {s['min']:.2f}..{s['max']:.2f})")

@@ -5,11 +5,17 @@ shape its colour, its kind, its motion, its size change and its event, the last 
 something happens) and a caption never covers all of them. Referring expressions vary from
 "a red circle" through "something red" / "a disc" to "something", and verbs from "moves left" to
 "travels leftwards", so retrieval is learnable from words but not a string lookup.
+
+A caption is drawn as a plan (template, shapes, referring-expression levels, verb facts,
+background mode), blurred until it leaves something unsaid, then worded;
+:func:`sample_planned_caption` also returns the final plan, from which
+:mod:`pipeline.data.synth_likelihood` gives the caption's exact likelihood under any scene.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -54,6 +60,12 @@ JOINS = (" while ", " as ", " and ", ", meanwhile ")
 # Referring-expression levels and the facts each reveals about its shape.
 _NP_FACTS = {"full": ("colour", "shape"), "colour": ("colour",), "shape": ("shape",),
              "vague": (), "other": ()}
+# The generator's random choices that depend on no scene (shared with synth_likelihood, which
+# enumerates them): referring-expression levels (the 4th is "vague", or "other" for a second
+# shape) and how an action caption states the background.
+NP_LEVEL_WEIGHTS = (0.45, 0.2, 0.2, 0.15)
+BACKGROUND_MODES = ("", "suffix", "lead")
+BACKGROUND_WEIGHTS = (0.7, 0.2, 0.1)
 
 
 def scene_facts(scene: Scene) -> frozenset[str]:
@@ -91,6 +103,20 @@ class _Plan:
             out |= {f"{c.shape}.{k}" for k in (*_NP_FACTS[c.np], *c.verbs)}
         return frozenset(out)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The plan as plain JSON (``synthetic_truth.json``): template, background mode, and per
+        clause its shape slot, referring-expression level and verb facts in telling order."""
+        return {"template": self.template, "background": self.background,
+                "clauses": [{"shape": c.shape, "np": c.np, "verbs": list(c.verbs)} for c in self.clauses]}
+
+
+class PlannedCaption(NamedTuple):
+    """A caption, the facts it states and its final plan (:meth:`_Plan.as_dict`)."""
+
+    text: str
+    mentions: frozenset[str]
+    plan: dict[str, Any]
+
 
 def _pick(rng: np.random.Generator, options) -> str:
     return str(options[int(rng.integers(len(options)))])
@@ -98,15 +124,23 @@ def _pick(rng: np.random.Generator, options) -> str:
 
 def _np_level(rng: np.random.Generator, allow_vague: bool = True, second: bool = False) -> str:
     levels = ["full", "colour", "shape"] + (["other" if second else "vague"] if allow_vague else [])
-    weights = [0.45, 0.2, 0.2, 0.15][: len(levels)]
+    weights = list(NP_LEVEL_WEIGHTS)[: len(levels)]
     return str(rng.choice(levels, p=np.array(weights) / sum(weights)))
+
+
+def template_weights(scene: Scene) -> dict[str, float]:
+    """Unnormalised template weights: two verbs need a shape that does two things ("rich"),
+    pairs need two shapes. The order is the order of ``_plan``'s draw."""
+    n = len(scene.shapes)
+    rich = any(len(verb_facts(t)) >= 2 for t in scene.shapes)
+    return {"one_verb": 0.4, "two_verbs": 0.2 if rich else 0.0, "pair": 0.2 if n == 2 else 0.0,
+            "presence": 0.1, "presence_pair": 0.1 if n == 2 else 0.0}
 
 
 def _plan(scene: Scene, rng: np.random.Generator) -> _Plan:
     n = len(scene.shapes)
     rich = [i for i, t in enumerate(scene.shapes) if len(verb_facts(t)) >= 2]
-    templates = {"one_verb": 0.4, "two_verbs": 0.2 if rich else 0.0, "pair": 0.2 if n == 2 else 0.0,
-                 "presence": 0.1, "presence_pair": 0.1 if n == 2 else 0.0}
+    templates = template_weights(scene)
     names = list(templates)
     weights = np.array([templates[k] for k in names])
     kind = names[int(rng.choice(len(names), p=weights / weights.sum()))]
@@ -125,7 +159,7 @@ def _plan(scene: Scene, rng: np.random.Generator) -> _Plan:
         verbs = [facts[k] for k in keep]
     else:
         verbs = [_pick(rng, facts)]
-    background = str(rng.choice(["", "suffix", "lead"], p=[0.7, 0.2, 0.1]))
+    background = str(rng.choice(list(BACKGROUND_MODES), p=list(BACKGROUND_WEIGHTS)))
     return _Plan("action", [_Clause(i, _np_level(rng), verbs)], background)
 
 
@@ -189,35 +223,48 @@ def _render(plan: _Plan, scene: Scene, rng: np.random.Generator, when: bool = Tr
     return text
 
 
-def sample_caption(scene: Scene, rng: np.random.Generator) -> tuple[str, frozenset[str]]:
-    """One caption of ``scene`` and the facts it states (always a strict subset of the scene's)."""
+def sample_planned_caption(scene: Scene, rng: np.random.Generator) -> PlannedCaption:
+    """One caption of ``scene``, the facts it states (always a strict subset of the scene's) and
+    the final plan it was rendered from (after blurring)."""
     facts = scene_facts(scene)
     plan = _plan(scene, rng)
     _make_partial(plan, facts, rng)
-    return " ".join(_render(plan, scene, rng).split()), plan.mentions()
+    return PlannedCaption(" ".join(_render(plan, scene, rng).split()), plan.mentions(), plan.as_dict())
 
 
-def sample_captions(scene: Scene, count: int, rng: np.random.Generator,
-                    max_tries: int = 50) -> list[tuple[str, frozenset[str]]]:
+def sample_caption(scene: Scene, rng: np.random.Generator) -> tuple[str, frozenset[str]]:
+    """One caption of ``scene`` and the facts it states (always a strict subset of the scene's)."""
+    text, mentions, _ = sample_planned_caption(scene, rng)
+    return text, mentions
+
+
+def sample_planned_captions(scene: Scene, count: int, rng: np.random.Generator,
+                            max_tries: int = 50) -> list[PlannedCaption]:
     """``count`` captions of ``scene``: distinct texts, and distinct fact sets while they last.
 
     Preferring new fact sets spreads a video's captions over different parts of its scene.
     """
-    out: list[tuple[str, frozenset[str]]] = []
+    out: list[PlannedCaption] = []
     texts: set[str] = set()
     stated: set[frozenset[str]] = set()
     for attempt in range(count * max_tries):
-        text, mentions = sample_caption(scene, rng)
-        fresh_facts = mentions not in stated or attempt >= count * max_tries // 2
-        if text not in texts and fresh_facts:
-            texts.add(text)
-            stated.add(mentions)
-            out.append((text, mentions))
+        caption = sample_planned_caption(scene, rng)
+        fresh_facts = caption.mentions not in stated or attempt >= count * max_tries // 2
+        if caption.text not in texts and fresh_facts:
+            texts.add(caption.text)
+            stated.add(caption.mentions)
+            out.append(caption)
             if len(out) == count:
                 return out
     while len(out) < count:  # tiny scenes can run out of wordings: repeats are still true
-        out.append(sample_caption(scene, rng))
+        out.append(sample_planned_caption(scene, rng))
     return out
+
+
+def sample_captions(scene: Scene, count: int, rng: np.random.Generator,
+                    max_tries: int = 50) -> list[tuple[str, frozenset[str]]]:
+    """:func:`sample_planned_captions` without the plans (same draws)."""
+    return [(c.text, c.mentions) for c in sample_planned_captions(scene, count, rng, max_tries)]
 
 
 def describe_scene(scene: Scene, rng: np.random.Generator) -> tuple[str, frozenset[str]]:

@@ -1,12 +1,40 @@
-"""Chance and the oracle ceiling of the synthetic test split (controls reported next to the models).
+"""Chance, a consistency reference and the Bayes ceiling of the synthetic test split (controls
+reported next to the models).
 
 The synthetic captions state only part of their scene on purpose, so even a retriever that knows
 every test video's true facts cannot always single out a caption's video: several videos can be
-consistent with everything a caption says. The *oracle ceiling* is the expected recall of such a
-retriever that ranks the consistent items first, in uniformly random order, and the inconsistent
-ones after them. It says how much room the models have; it is not a strict upper bound (a model
-could also exploit how likely each video is to produce a given wording, which this oracle
-ignores), but it is the natural "knows the facts, nothing more" reference.
+consistent with everything a caption says. Three controls, all exact expectations (no sampling):
+
+- **chance**: a uniformly random ranking.
+- **consistent, uniform order** (``consistent_uniform``, a *reference, not a ceiling*): rank the
+  items consistent with what the caption states first, in uniformly random order. Models can beat
+  it: it ignores how likely each video is to produce the caption (a one-shape scene says "a red
+  circle moves left" more often than a two-shape scene with a red circle moving left).
+- **Bayes ceiling** (``bayes_ceiling``, :func:`bayes_ceiling`): the best expected recall any
+  ranking can reach under the generator's own model (below). It bounds what a model can expect,
+  not every draw: on one test split a model can land a little above it by luck.
+
+**The model behind the Bayes ceiling.** Each test caption is one independent draw of
+:func:`~pipeline.data.synth_captions.sample_caption` from its video's scene, and a caption's
+video is a priori uniform over the test videos. (The dataset's per-video rejection of repeated
+texts and fact sets in ``sample_captions``, and the fixed number of captions per video, are
+ignored: each caption is treated as a fresh draw.) ``L(c, j) = P(caption c | scene j)`` is known
+exactly up to a factor of ``c`` alone (:mod:`pipeline.data.synth_likelihood`, from the final plan
+recorded per caption in ``synthetic_truth.json``). Then:
+
+- **t2v**: videos are ranked by ``L(c, j)``; the posterior ``P(j | c)`` is proportional to it,
+  so this ranking maximises every R@k.
+- **v2t**: captions are ranked for video ``j`` by ``P(j | c) = L(c, j) / sum_l L(c, l)``. Captions
+  are independent under the model, so ``P(some own caption in a set S) = 1 - prod_S (1 - P(j|c))``
+  is maximised for every k by the k largest posteriors.
+
+Ties (equal likelihoods or posteriors, compared exactly as fractions) are broken uniformly at
+random and the recall is its exact expectation: with ``h`` items strictly above the best-scored
+target and ``e`` tied with it, ``m`` of them targets, ``P(hit at k) = 1 - C(e - m, k - h) /
+C(e, k - h)`` for ``k > h``, else 0 (:func:`tie_aware_recall`; t2v has ``m = 1``:
+``clip((k - h) / e, 0, 1)``). For v2t this is exact for the project's convention (a video counts
+at k when any of its own captions is in the top k): only the block of ties holding the best own
+caption can decide it.
 
 **What a caption states** is read from the generator's own record (``synthetic_truth.json``):
 each caption lists the facts it mentions (``"background"``, ``"<i>.colour"``, ``"<i>.shape"``,
@@ -22,13 +50,14 @@ matches (if stated) and the claim's shapes can be assigned to *distinct* shapes 
 so that every stated value matches. Nothing unstated is assumed: "a red circle on a black
 background" is consistent with a scene holding a red circle and anything else.
 
-**t2v ceiling**: a caption consistent with ``c`` test videos (its own included) puts its video
-at each of the first ``c`` ranks with probability ``1/c``: ``P(rank <= k) = min(k, c) / c``.
+**t2v consistency reference**: a caption consistent with ``c`` test videos (its own included)
+puts its video at each of the first ``c`` ranks with probability ``1/c``:
+``P(rank <= k) = min(k, c) / c``.
 
-**v2t ceiling**: the oracle, queried with a video, knows that video's facts and ranks the test
-captions whose claims are true of it (``c`` of them, including the video's own ``m``) first,
-uniformly at random. The video counts as retrieved at ``k`` when any of its own captions is in
-the top ``k`` (the project's multi-caption v2t convention):
+**v2t consistency reference**: queried with a video, rank the test captions whose claims are
+true of it (``c`` of them, including the video's own ``m``) first, uniformly at random. The
+video counts as retrieved at ``k`` when any of its own captions is in the top ``k`` (the
+project's multi-caption v2t convention):
 ``P = 1 - C(c - m, k) / C(c, k)``, the hypergeometric chance that the top ``k`` of a random order
 of the ``c`` consistent captions holds at least one of the ``m``.
 
@@ -42,12 +71,15 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-SHAPE_KINDS = ("colour", "shape", "motion", "size", "event")
+# shape_value lives with the likelihood (which names values the same way); re-exported here.
+from pipeline.data.synth_likelihood import SHAPE_KINDS, likelihood_rows, shape_value, signature
+
 DEFAULT_KS = (1, 5, 10)
 
 
@@ -67,26 +99,6 @@ class Claim:
 
     background: str | None
     shapes: tuple[ShapeClaim, ...]
-
-
-def shape_value(shape: Mapping[str, Any], kind: str) -> str:
-    """The value a caption names for ``kind`` of a scene shape (a ``ShapeTrack`` as a dict).
-
-    Colour is the colour at the start (the captions' "a red circle" names it even when the shape
-    later turns blue); a colour-change event carries its new colour ("turns blue").
-    """
-    if kind == "colour":
-        return str(shape["colour"])
-    if kind == "shape":
-        return str(shape["shape"])
-    if kind == "motion":
-        return str(shape["motion"])
-    if kind == "size":
-        return str(shape["size_change"])
-    if kind == "event":
-        event = str(shape["event"])
-        return f"{event}:{shape['new_colour']}" if event == "changes_colour" else event
-    raise ValueError(f"unknown shape fact kind {kind!r} (expected one of {SHAPE_KINDS})")
 
 
 def caption_claim(scene: Mapping[str, Any], mentions: Iterable[str]) -> Claim:
@@ -139,7 +151,8 @@ def recall_at(consistent_count: int, own: int, k: int) -> float:
 
 @dataclass(frozen=True)
 class Ceiling:
-    """Expected recall (percent) per k for t2v and v2t, plus the consistency counts behind it."""
+    """Expected recall (percent) per k for t2v and v2t of a consistency ranking (the uniform
+    reference, or chance), plus the consistency counts behind it."""
 
     t2v: dict[int, float]
     v2t: dict[int, float]
@@ -164,6 +177,7 @@ class SplitTruth:
     scenes: list[Mapping[str, Any]]
     caption_video: np.ndarray  # [C] index into video_ids
     claims: list[Claim]
+    plans: list[Mapping[str, Any]] | None = None  # [C] final plans; None when the truth has none
 
 
 def load_truth(path: str | Path) -> dict[str, Any]:
@@ -180,14 +194,16 @@ def split_truth(truth: Mapping[str, Any], split: str = "test",
     missing = [v for v in ids if v not in truth]
     if missing:
         raise ValueError(f"videos without ground truth: {missing[:3]} ({len(missing)} in all)")
-    scenes, caption_video, claims = [], [], []
+    scenes, caption_video, claims, plans = [], [], [], []
     for j, vid in enumerate(ids):
         rec = truth[vid]
         scenes.append(rec["scene"])
         for cap in rec["captions"]:
             claims.append(caption_claim(rec["scene"], cap["mentions"]))
+            plans.append(cap.get("plan"))  # truth files before the plans were recorded lack it
             caption_video.append(j)
-    return SplitTruth(ids, scenes, np.asarray(caption_video, dtype=np.int64), claims)
+    return SplitTruth(ids, scenes, np.asarray(caption_video, dtype=np.int64), claims,
+                      plans if all(p is not None for p in plans) else None)
 
 
 def consistency_matrix(split: SplitTruth) -> np.ndarray:
@@ -204,7 +220,7 @@ def consistency_matrix(split: SplitTruth) -> np.ndarray:
 
 def ceiling_from_matrix(match: np.ndarray, caption_video: np.ndarray,
                         ks: Sequence[int] = DEFAULT_KS) -> Ceiling:
-    """The oracle's expected recall from a consistency matrix ``match`` [C, V] (see module doc)."""
+    """The consistency reference's expected recall from a matrix ``match`` [C, V] (see module doc)."""
     match = np.asarray(match, dtype=bool)
     caption_video = np.asarray(caption_video, dtype=np.int64)
     per_caption = match.sum(axis=1)
@@ -224,13 +240,75 @@ def chance(caption_video: np.ndarray, num_videos: int, ks: Sequence[int] = DEFAU
     return ceiling_from_matrix(np.ones((len(caption_video), num_videos), dtype=bool), caption_video, ks)
 
 
+@dataclass(frozen=True)
+class BayesCeiling:
+    """Expected recall (percent) per k of the Bayes-optimal rankings, and the likelihoods."""
+
+    t2v: dict[int, float]
+    v2t: dict[int, float]
+    likelihood: np.ndarray  # [C, V] P(caption's signature | video's scene), as floats
+
+    def as_dict(self) -> dict[str, Any]:
+        possible = (self.likelihood > 0).sum(axis=1)
+        return {"t2v": {f"R{k}": v for k, v in self.t2v.items()},
+                "v2t": {f"R{k}": v for k, v in self.v2t.items()},
+                "t2v_possible_videos": {"mean": float(possible.mean()), "median": float(np.median(possible)),
+                                        "max": int(possible.max())}}
+
+
+def tie_aware_recall(scores: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+    """[Q] expected P(some target in the top ``k``) per query row, items ranked by descending
+    ``scores`` [Q, N] with ties in uniformly random order; ``own`` [Q, N] marks the targets (at
+    least one per row). Only the tie block of the best target matters (module doc)."""
+    scores, own = np.asarray(scores), np.asarray(own, dtype=bool)
+    if not own.any(axis=1).all():
+        raise ValueError("every query needs at least one target")
+    best = np.where(own, scores, scores.min()).max(axis=1, keepdims=True)
+    higher = (scores > best).sum(axis=1)
+    tied = scores == best
+    return np.array([recall_at(int(e), int(m), k - int(h)) if k > h else 0.0
+                     for h, e, m in zip(higher, tied.sum(axis=1), (tied & own).sum(axis=1))])
+
+
+def _order_codes(rows: Sequence[Sequence[Fraction]]) -> np.ndarray:
+    """Integers in the same order as exact non-negative values, ties kept exactly (floats could
+    split them); 0 stays 0 (most entries: skipping them keeps this fast)."""
+    code = {x: i + 1 for i, x in enumerate(sorted({x for row in rows for x in row if x}))}
+    return np.array([[code[x] if x else 0 for x in row] for row in rows], dtype=np.int64)
+
+
+def bayes_ceiling(split: SplitTruth, ks: Sequence[int] = DEFAULT_KS) -> BayesCeiling:
+    """The Bayes-optimal expected recall of ``split`` (module doc); needs the captions' plans."""
+    if split.plans is None:
+        raise ValueError("the truth has no caption plans (synthetic_truth.json predates them): "
+                         "re-run the prepare stage")
+    sigs = [signature(plan, split.scenes[j]) for plan, j in zip(split.plans, split.caption_video)]
+    lik = likelihood_rows(sigs, split.scenes)
+    n_cap, n_vid = len(sigs), len(split.scenes)
+    own = np.zeros((n_cap, n_vid), dtype=bool)
+    own[np.arange(n_cap), split.caption_video] = True
+    if not all(lik[c][j] > 0 for c, j in enumerate(split.caption_video)):
+        raise ValueError("a caption has zero likelihood under its own scene: the truth is inconsistent")
+    totals = [sum(row) for row in lik]
+    posterior = [[x / total if x else x for x in row] for row, total in zip(lik, totals)]  # P(j | c), exact
+    t2v_scores, v2t_scores = _order_codes(lik), _order_codes(posterior).T
+    t2v = {k: 100.0 * float(tie_aware_recall(t2v_scores, own, k).mean()) for k in ks}
+    v2t = {k: 100.0 * float(tie_aware_recall(v2t_scores, own.T, k).mean()) for k in ks}
+    floats = np.array([[float(x) if x else 0.0 for x in row] for row in lik]).reshape(n_cap, n_vid)
+    return BayesCeiling(t2v, v2t, floats)
+
+
 def controls(truth: Mapping[str, Any], split: str = "test", video_ids: Sequence[str] | None = None,
              ks: Sequence[int] = DEFAULT_KS) -> dict[str, Any]:
-    """``{"chance": ..., "oracle": ..., "counts": ...}`` for one split (recalls in percent)."""
+    """``{"chance", "consistent_uniform", "bayes_ceiling", "counts"}`` for one split (recalls in
+    percent); ``bayes_ceiling`` only when the truth records the captions' plans."""
     part = split_truth(truth, split, video_ids)
-    oracle = ceiling_from_matrix(consistency_matrix(part), part.caption_video, ks)
+    reference = ceiling_from_matrix(consistency_matrix(part), part.caption_video, ks)
     rand = chance(part.caption_video, len(part.video_ids), ks)
-    return {"chance": {"t2v": {f"R{k}": v for k, v in rand.t2v.items()},
-                       "v2t": {f"R{k}": v for k, v in rand.v2t.items()}},
-            "oracle": oracle.as_dict(),
-            "counts": {"videos": len(part.video_ids), "captions": len(part.claims)}}
+    out = {"chance": {"t2v": {f"R{k}": v for k, v in rand.t2v.items()},
+                      "v2t": {f"R{k}": v for k, v in rand.v2t.items()}},
+           "consistent_uniform": reference.as_dict(),
+           "counts": {"videos": len(part.video_ids), "captions": len(part.claims)}}
+    if part.plans is not None:
+        out["bayes_ceiling"] = bayes_ceiling(part, ks).as_dict()
+    return out

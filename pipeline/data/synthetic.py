@@ -3,7 +3,10 @@
 Video ``i`` of seed ``s`` is drawn from ``np.random.default_rng([s, 0, i])`` (the same clip
 whatever ``num_videos`` is) and the split from ``default_rng([s, 1])``, so a seed fixes the
 tables and the video bytes. Captions each state part of their scene (``synth_captions``); the
-scenes themselves go to ``synthetic_truth.json`` for debugging and reports only.
+scenes themselves go to ``synthetic_truth.json`` for debugging, reports and the controls only,
+with each caption's stated facts (``mentions``) and final plan (``plan``: template, background
+mode, clauses by shape slot, :meth:`~pipeline.data.synth_captions._Plan.as_dict`), from which
+:mod:`pipeline.data.synth_likelihood` scores it against any scene.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.data.common import Annotations, VideoEntry
-from pipeline.data.synth_captions import sample_captions, scene_facts
+from pipeline.data.synth_captions import sample_planned_captions, scene_facts
 from pipeline.data.synth_render import render_scene
 from pipeline.data.synth_scene import sample_scene
 from pipeline.videoio import write_video
@@ -91,12 +94,13 @@ def build_synthetic(config: SyntheticConfig, work_dir: Path,
         rng = np.random.default_rng([config.seed, 0, i])
         seconds = rng.uniform(config.min_seconds, config.max_seconds)
         scene = sample_scene(rng, max(2, round(seconds * config.fps)), config.fps)
-        captions = sample_captions(scene, config.captions_per_video, rng)
+        captions = sample_planned_captions(scene, config.captions_per_video, rng)
         name = f"{VIDEO_SUBDIR}/{vid}.mp4"
         write_video(work_dir / name, render_scene(scene, config.width, config.height), fps=config.fps)
         split = "test" if i in test else "train"
         videos.append(VideoEntry(vid, split, str(out_dir / name), local_path=str(work_dir / name)))
-        texts[vid] = [text for text, _ in captions]
+        texts[vid] = [c.text for c in captions]
         truth[vid] = {"split": split, "scene": scene.to_dict(), "facts": sorted(scene_facts(scene)),
-                      "captions": [{"text": t, "mentions": sorted(m)} for t, m in captions]}
+                      "captions": [{"text": c.text, "mentions": sorted(c.mentions), "plan": c.plan}
+                                   for c in captions]}
     return Annotations("synthetic", videos, texts), truth

@@ -11,9 +11,11 @@ the mean rank are ratios of ``W @ per-video sums``; the median uses one weighted
 resamples of a 1k x 1k test set take well under a second.
 
 Paired comparisons reuse the same draws for both variants, so the difference's interval reflects
-only how the variants disagree on the same queries. Its p-value is the two-sided bootstrap test
-of a zero difference (the centred bootstrap: how often a resampled difference lies at least as
-far from the observed one as the observed one is from 0).
+only how the variants disagree on the same queries. Its p-value comes from the same test as the
+interval: the percentile-interval test of a zero difference, inverted (:func:`percentile_p`: the
+smallest α at which the (1 - α) percentile interval excludes 0, never below the resolution 2/B of
+B resamples), so "interval excludes 0" and "p < 1 - level" agree at every level below 1 - 2/B.
+Across many cells, :func:`holm` adjusts the p-values of a family.
 
 Ranks under the ``official`` tie policy enter as the pooled tied positions (see
 :func:`pipeline.retrieval.metrics.official_rank_list`), each tied to its query's video.
@@ -115,6 +117,74 @@ def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _level_at_or_below_zero(ascending: np.ndarray) -> float:
+    """``sup{q in [0, 1]: Q(q) <= 0}`` for ``Q`` the quantile function :func:`interval` uses
+    (np.quantile's default: linear between the sorted samples, ``Q(i / (n - 1)) = x_(i)``);
+    0 when every sample is > 0 (no level reaches 0), 1 when every sample is <= 0."""
+    n = len(ascending)
+    j = int(np.searchsorted(ascending, 0.0, side="right"))  # samples <= 0
+    if j == 0:
+        return 0.0
+    if j == n:
+        return 1.0
+    below, above = ascending[j - 1], ascending[j]  # Q crosses 0 between these two knots
+    return float((j - 1 + (-below) / (above - below)) / (n - 1))
+
+
+def percentile_p(samples: np.ndarray) -> float:
+    """Two-sided p-value of a zero difference by inverting the percentile interval of ``samples``:
+    the smallest α at which :func:`interval` ``(samples, 1 - α)`` excludes 0, floored at the
+    bootstrap's resolution 2/B (:func:`p_resolution`, B = ``len(samples)``).
+
+    ``lo = Q(α/2) > 0`` iff ``α > 2 F_lo`` with ``F_lo = sup{q: Q(q) <= 0}``, and ``hi = Q(1 - α/2) < 0``
+    iff ``α > 2 F_hi`` with ``F_hi = 1 - inf{q: Q(q) >= 0}`` (``F_lo`` of the negated samples), so
+    ``p = min(1, max(2/B, 2 min(F_lo, F_hi)))``. For every level L < 1 - 2/B the interval excludes 0
+    iff ``p < 1 - L`` (up to float rounding when ``1 - L`` equals p exactly, e.g. ties at 0 on a knot).
+    Both sides are taken, not only the point difference's side, so this holds even when a skewed
+    bootstrap puts the whole interval on the other side of 0.
+
+    The floor: below ``2/B`` the crossing of 0 lies between the two most extreme resamples or
+    beyond all of them (every resample strictly on one side: the unfloored value is 0), which the
+    B resamples do not resolve; so such a p is reported as 2/B, an upper bound (two-sided: as if
+    one resample lay beyond 0), never as 0. Levels L >= 1 - 2/B lie in that unresolved range too,
+    and there the interval may exclude 0 while p = 2/B does not go below 1 - L. Every sample 0
+    (identical variants): p = 1.
+    """
+    x = np.sort(np.asarray(samples, dtype=np.float64))
+    if len(x) == 0:
+        raise ValueError("no bootstrap samples")
+    lower = _level_at_or_below_zero(x)
+    upper = _level_at_or_below_zero(-x[::-1])  # the negated samples, ascending
+    return float(min(1.0, max(p_resolution(len(x)), 2.0 * min(lower, upper))))
+
+
+def p_resolution(resamples: int) -> float:
+    """2/B, the smallest p :func:`percentile_p` reports: below it the crossing of 0 rests on at most
+    about one of the B resamples, so the value is an upper bound (shown as ``<= 2/B``)."""
+    return 2.0 / resamples
+
+
+def alpha_of(level: float) -> float:
+    """The significance level ``1 - level`` without float noise (``1 - 0.95`` is 0.050000000000000044),
+    so that "p < 0.05" means what it says for a p of exactly 0.05 (e.g. Holm's 10 x 2/400)."""
+    return round(1.0 - level, 12)
+
+
+def holm(pvalues) -> list[float]:
+    """Holm–Bonferroni adjusted p-values of one family, in the input order: with the m p-values
+    sorted ascending, ``adj_(i) = min(1, max_{j <= i} (m - j + 1) p_(j))`` (1-based i). Rejecting
+    where ``adj < α`` controls the family-wise error rate at α under any dependence."""
+    p = np.asarray(pvalues, dtype=np.float64).ravel()
+    m = len(p)
+    if m == 0:
+        return []
+    order = np.argsort(p, kind="stable")
+    scaled = (m - np.arange(m)) * p[order]
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(scaled))  # monotone: never below an earlier step
+    return [float(v) for v in adjusted]
+
+
 def bootstrap_metrics(entries: Entries, weights: np.ndarray, level: float = 0.95) -> dict[str, float]:
     """``{metric, metric_lo, metric_hi}`` for every metric: the value and its percentile interval."""
     point = point_metrics(entries)
@@ -127,7 +197,11 @@ def bootstrap_metrics(entries: Entries, weights: np.ndarray, level: float = 0.95
 
 
 def paired_difference(a: Entries, b: Entries, weights: np.ndarray, level: float = 0.95) -> dict[str, dict]:
-    """``{metric: {diff, lo, hi, p}}`` of metric(a) - metric(b) on the same queries and draws."""
+    """``{metric: {diff, lo, hi, p}}`` of metric(a) - metric(b) on the same queries and draws.
+
+    ``lo, hi``: the percentile interval at ``level``; ``p``: the same percentile-interval test
+    inverted (:func:`percentile_p`), so ``lo > 0 or hi < 0`` iff ``p < 1 - level`` (for any
+    ``level < 1 - 2/B``, B = the resamples; p >= 2/B always)."""
     if a.n_clusters != b.n_clusters:
         raise ValueError(f"paired comparison over different test sets ({a.n_clusters} vs {b.n_clusters} videos)")
     pa, pb = point_metrics(a), point_metrics(b)
@@ -137,7 +211,5 @@ def paired_difference(a: Entries, b: Entries, weights: np.ndarray, level: float 
         diff = pa[name] - pb[name]
         samples = ba[name] - bb[name]
         lo, hi = interval(samples, level)
-        extreme = np.count_nonzero(np.abs(samples - diff) >= abs(diff) - 1e-12)
-        p = 1.0 if diff == 0 else float((1 + extreme) / (1 + len(samples)))
-        out[name] = {"diff": float(diff), "lo": lo, "hi": hi, "p": min(1.0, p)}
+        out[name] = {"diff": float(diff), "lo": lo, "hi": hi, "p": percentile_p(samples)}
     return out
