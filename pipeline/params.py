@@ -194,9 +194,9 @@ def _batch_fits_data(p: Params) -> list[str]:
     if prep is None or prep.dataset != "synthetic":
         return []  # real datasets: the train stage checks against the actual pairs
     s = prep.params
-    pairs = (s.num_videos - s.test_count()) * s.captions_per_video
+    pairs = s.train_count() * s.captions_per_video
     return sorted({f"train.batch_size ({cfg.batch_size}) exceeds the {pairs} training pairs of the synthetic dataset "
-                   f"(prepare.datasets.synthetic: num_videos, test_fraction, captions_per_video)"
+                   f"(prepare.datasets.synthetic: num_videos, test_fraction, val_fraction, captions_per_video)"
                    for cfg in p.variants().values() if cfg.batch_size > pairs})
 
 

@@ -492,3 +492,27 @@ def test_the_seeds_command_reads_metrics_and_params_at_each_revision(tmp_path, m
     assert "varied: backbone (backbone.tiny.seed: 0, 1)" in result.output
     assert "held fixed: head=0 (the spread below leaves these sources out)" in result.output
     assert "macvr.t2v.none.R1    12.00 ±   2.83" in result.output
+
+
+def test_the_validation_split_is_reported_beside_the_test_tables(evals, tmp_path):
+    """Each variant's val metrics (what choices are made on) get their own section; test-only
+    evaluations (real datasets without a val split) get none."""
+    import shutil
+
+    root = tmp_path / "eval"
+    shutil.copytree(evals, root)
+    val = {}
+    for i, variant in enumerate(("dicosa", "macvr", "macvr_no_la")):
+        data = json.loads((root / variant / "metrics.json").read_text())
+        val[variant] = {"t2v": {"none": {m: 10.0 + i for m in ("R1", "R5", "R10", "MnR")} |
+                                {f"{m}_{b}": 5.0 + i for m in ("R1", "R5", "R10", "MnR") for b in ("lo", "hi")}}}
+        data["val"] = {"metrics": val[variant], "counts": {"captions": 9, "videos": 3}}
+        (root / variant / "metrics.json").write_text(json.dumps(data))
+    report = compare_variants(CONFIG, ["dicosa", "macvr", "macvr_no_la"], root, tmp_path / "c.json", tmp_path / "t.md")
+    assert report["val"]["macvr"]["metrics"] == val["macvr"]
+    tables = (tmp_path / "t.md").read_text()
+    section = tables[tables.index("## Validation split"):]
+    assert "Validation split: 9 captions, 3 videos" in section
+    assert "| none | macvr | 11.0 [6.0, 6.0] | 11.0 [6.0, 6.0] | 11.0 [6.0, 6.0] |" in section
+    plain = compare_variants(CONFIG, ["dicosa", "macvr", "macvr_no_la"], evals, tmp_path / "c2.json", tmp_path / "t2.md")
+    assert plain["val"] == {} and "## Validation split" not in (tmp_path / "t2.md").read_text()

@@ -22,6 +22,7 @@ prepare:
     synthetic:
       num_videos: 3
       test_fraction: 0.34
+      val_fraction: 0.0
       captions_per_video: 2
       seed: 0
       width: 16

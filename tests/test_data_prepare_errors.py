@@ -26,7 +26,7 @@ def params_file(tmp_path: Path, section: dict, **prepare_keys) -> Path:
         "dataset": "msrvtt", "on_missing": "raise",
         "source": {"annotations": str(tmp_path), "videos": section["video_dir"]},
         "datasets": {
-            "synthetic": {"num_videos": 2, "test_fraction": 0.5, "captions_per_video": 1, "seed": 0,
+            "synthetic": {"num_videos": 2, "test_fraction": 0.5, "val_fraction": 0.0, "captions_per_video": 1, "seed": 0,
                           "width": 16, "height": 16, "fps": 5, "min_seconds": 1.0, "max_seconds": 1.0},
             "msrvtt": files},
         **prepare_keys}}

@@ -22,7 +22,7 @@ from pipeline.data.synth_scene import BACKGROUNDS, COLOURS, Scene, ShapeTrack, s
 from pipeline.data.synthetic import SyntheticConfig
 from pipeline.io import read_json
 
-SMALL = SyntheticConfig(num_videos=6, test_fraction=0.34, captions_per_video=4, seed=7, width=32,
+SMALL = SyntheticConfig(num_videos=6, test_fraction=0.34, val_fraction=0.0, captions_per_video=4, seed=7, width=32,
                         height=32, fps=5, min_seconds=1.0, max_seconds=2.0)
 
 
@@ -251,6 +251,8 @@ def test_same_seed_same_bytes_other_seed_differs(small, tmp_path):
     (dict(width=33), "width must be even"),
     (dict(height=8), "height must be even and >= 16"),
     (dict(test_fraction=0.0), "test_fraction must be in (0, 1)"),
+    (dict(val_fraction=-0.1), "val_fraction must be in [0, 1)"),
+    (dict(test_fraction=0.5, val_fraction=0.5), "leave no training video"),
     (dict(num_videos=1), "num_videos must be >= 2"),
     (dict(captions_per_video=0), "captions_per_video must be >= 1"),
     (dict(min_seconds=3.0, max_seconds=2.0), "min_seconds <= max_seconds"),
@@ -267,6 +269,26 @@ def test_test_count_keeps_both_splits():
     assert replace(SMALL, num_videos=200, test_fraction=0.25).test_count() == 50
     assert replace(SMALL, num_videos=3, test_fraction=0.01).test_count() == 1
     assert replace(SMALL, num_videos=3, test_fraction=0.99).test_count() == 2
+    three = replace(SMALL, num_videos=200, test_fraction=0.2, val_fraction=0.15)
+    assert (three.train_count(), three.val_count(), three.test_count()) == (130, 30, 40)
+
+
+def test_a_validation_split_is_carved_from_train_and_leaves_the_test_split_alone(tmp_path):
+    """Same seed with and without val: identical test videos and clips; val videos were train."""
+    from pipeline.data.synthetic import build_synthetic
+
+    config = replace(SMALL, num_videos=10, test_fraction=0.2, captions_per_video=1, max_seconds=1.0)
+    plain, _ = build_synthetic(config, tmp_path / "a", tmp_path / "a")
+    with_val, truth = build_synthetic(replace(config, val_fraction=0.3), tmp_path / "b", tmp_path / "b")
+    before = {v.video_id: v.split for v in plain.videos}
+    after = {v.video_id: v.split for v in with_val.videos}
+    assert sorted(after.values()).count("val") == 3 and sorted(after.values()).count("test") == 2
+    assert {v for v, s in after.items() if s == "test"} == {v for v, s in before.items() if s == "test"}
+    assert all(before[v] == "train" for v, s in after.items() if s == "val")
+    assert all(truth[v]["split"] == s for v, s in after.items())
+    assert plain.texts == with_val.texts
+    for v in before:
+        assert (tmp_path / "a" / "videos" / f"{v}.mp4").read_bytes() == (tmp_path / "b" / "videos" / f"{v}.mp4").read_bytes()
 
 
 def test_truth_records_each_captions_final_plan(small):

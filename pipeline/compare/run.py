@@ -3,7 +3,8 @@
 Writes ``metrics/comparison.json`` (a DVC metrics file: for every variant, the paired difference
 to the baseline of each metric, per direction and strategy: ``R1_diff``, ``R1_lo``, ``R1_hi``,
 ``R1_p``; and the reference points) and ``metrics/tables.md`` (the Tab. 2- and Tab. 4-like
-tables with intervals). Reads the evaluation directories through
+tables with intervals, and each variant on the validation split when there is one: choices are
+made there). Reads the evaluation directories through
 :class:`~pipeline.evaluation.results.EvalResult`.
 
 ``R1_p`` is the percentile interval's own test, inverted (``R1_p < 1 - level`` iff ``[R1_lo, R1_hi]``
@@ -180,6 +181,7 @@ def compare_variants(config: CompareConfig, variants: list[str], eval_dir: str |
         "paired": paired,
         "controls": controls(base, None if truth is None else Path(truth), {v: r.metrics for v, r in results.items()}),
         "descriptions": {v: VARIANTS.get(v).description for v in variants if v in VARIANTS},
+        "val": {v: r.info["val"] for v, r in results.items() if r.info.get("val")},
     }
     report["paper"] = paper_section(config, prepared_dataset(videos), report["metrics"], paired)
     tracked = {f"{v}_vs_{config.baseline}": flatten(d) for v, d in paired.items()}

@@ -232,6 +232,25 @@ def paper_lines(paper: dict[str, Any], pct: str, level: float = 0.95, resamples:
     return out
 
 
+def val_lines(val: dict[str, dict], metrics: list[str], order: dict[str, list[str]], pct: str) -> list[str]:
+    """Each variant on the validation split (value [interval]): what recipes and settings are chosen
+    on; the tables above are the test split, which is only reported."""
+    first = next(iter(val.values()))
+    out = [f"Validation split: {first['counts']['captions']} captions, {first['counts']['videos']} videos "
+           f"(cells: value [{pct}% interval]). Choices (recipes, epochs, settings) are made on these numbers; "
+           "the test split above is only reported.", ""]
+    for direction in ("t2v", "v2t"):
+        out += [f"**{DIRECTION_NAMES[direction]}**", ""] + _header(metrics, ["strategy", "variant"])
+        for strategy in order[direction]:
+            for v, by in val.items():
+                values = by["metrics"].get(direction, {}).get(strategy)
+                if values:
+                    cells = [_cell(values, m, None) for m in metrics]
+                    out.append(f"| {strategy_label(strategy)} | {v} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
 def render(report: dict[str, Any], config) -> str:
     """The whole Markdown document of the compare stage."""
     m, base = report["metrics"], config.baseline
@@ -259,4 +278,6 @@ def render(report: dict[str, Any], config) -> str:
         lines += ["## Tab. 4-like: ablations", ""] + table4(
             m, report["paired"], t4, base, config.metrics, report.get("descriptions", {}), report["strategies"]["t2v"],
             config.bootstrap.level, resamples)
+    if report.get("val"):
+        lines += ["## Validation split", ""] + val_lines(report["val"], config.metrics, report["strategies"], pct)
     return "\n".join(lines) + "\n"

@@ -31,13 +31,14 @@ VIDEO_SUBDIR = "videos"
 class SyntheticConfig:
     """Size and randomness of the synthetic dataset.
 
-    num_videos: clips in total; test_fraction: share of them in the test split (the rest is
-    train); captions_per_video: captions per clip, each about part of it; seed: fixes everything;
+    num_videos: clips in total; test_fraction / val_fraction: shares of them in the test and
+    validation splits (the rest is train; val_fraction 0 = no validation split); captions_per_video: captions per clip, each about part of it; seed: fixes everything;
     width/height: even pixel sizes; fps: integer frame rate; min/max_seconds: clip duration range.
     """
 
     num_videos: int
     test_fraction: float
+    val_fraction: float
     captions_per_video: int
     seed: int
     width: int
@@ -52,6 +53,11 @@ class SyntheticConfig:
                              f"got {self.num_videos}")
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"synthetic.test_fraction must be in (0, 1), got {self.test_fraction}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"synthetic.val_fraction must be in [0, 1) (0: no validation split), got {self.val_fraction}")
+        if self.test_count() + self.val_count() >= self.num_videos:
+            raise ValueError(f"synthetic: test_fraction ({self.test_fraction}) and val_fraction ({self.val_fraction}) "
+                             f"of {self.num_videos} videos leave no training video")
         if self.captions_per_video < 1:
             raise ValueError(f"synthetic.captions_per_video must be >= 1, got {self.captions_per_video}")
         if self.seed < 0:
@@ -72,6 +78,13 @@ class SyntheticConfig:
         """Videos in the test split: ``test_fraction`` of them, at least one of each split."""
         return min(max(round(self.num_videos * self.test_fraction), 1), self.num_videos - 1)
 
+    def val_count(self) -> int:
+        """Videos in the validation split: ``val_fraction`` of them (0 when it is 0)."""
+        return round(self.num_videos * self.val_fraction)
+
+    def train_count(self) -> int:
+        return self.num_videos - self.test_count() - self.val_count()
+
 
 def video_ids(num_videos: int) -> list[str]:
     width = max(4, len(str(num_videos - 1)))
@@ -86,8 +99,11 @@ def build_synthetic(config: SyntheticConfig, work_dir: Path,
     files in ``work_dir``.
     """
     ids = video_ids(config.num_videos)
-    split_rng = np.random.default_rng([config.seed, 1])
-    test = set(split_rng.permutation(config.num_videos)[: config.test_count()].tolist())
+    # One permutation: its first test_count() videos are the test split, the next val_count() the
+    # validation split, so adding a validation split leaves the test split as it was.
+    order = np.random.default_rng([config.seed, 1]).permutation(config.num_videos).tolist()
+    n_test, n_val = config.test_count(), config.val_count()
+    split_of = {i: "test" for i in order[:n_test]} | {i: "val" for i in order[n_test:n_test + n_val]}
     (work_dir / VIDEO_SUBDIR).mkdir(parents=True, exist_ok=True)
     videos, texts, truth = [], {}, {}
     for i, vid in enumerate(tqdm(ids, desc="synthetic videos", unit="video")):
@@ -97,7 +113,7 @@ def build_synthetic(config: SyntheticConfig, work_dir: Path,
         captions = sample_planned_captions(scene, config.captions_per_video, rng)
         name = f"{VIDEO_SUBDIR}/{vid}.mp4"
         write_video(work_dir / name, render_scene(scene, config.width, config.height), fps=config.fps)
-        split = "test" if i in test else "train"
+        split = split_of.get(i, "train")
         videos.append(VideoEntry(vid, split, str(out_dir / name), local_path=str(work_dir / name)))
         texts[vid] = [c.text for c in captions]
         truth[vid] = {"split": split, "scene": scene.to_dict(), "facts": sorted(scene_facts(scene)),
