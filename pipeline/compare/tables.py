@@ -32,11 +32,12 @@ def at_floor(p: float, resamples: int | None) -> bool:
 
 
 def p_text(p: float, bound: bool = False) -> str:
-    """p with 3 decimals, or ``≤`` p when it is only an upper bound (rounded up so it stays true)."""
+    """p with 3 decimals (2 significant digits below 0.01, so a small p never reads 0.000), or
+    ``≤`` p when it is only an upper bound (rounded up so it stays true)."""
     if bound:
         up = math.ceil(round(p * 1e4, 6)) / 1e4  # 4 decimals: 2/1000 = 0.002, 2/300 -> 0.0067
         return f"≤{up:g}"
-    return f"{p:.3f}"
+    return f"{p:.3f}" if p >= 0.01 or p == 0 else f"{p:.2g}"
 
 
 def _cell(values: dict[str, float], metric: str, diff: dict[str, float] | None, p_holm: float | None = None,
