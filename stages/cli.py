@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "metrics": ("pipeline.retrieval.command:metrics", "Retrieval metrics for any similarity matrix (JSON on stdout)."),
     "diff": ("pipeline.compare.command:diff", "Paired comparison of two evaluations (dirs or dvc experiments)."),
     "seeds": ("pipeline.compare.command:seeds", "Mean ± sd of every metric over a set of dvc experiments."),
+    "paper-tables": ("pipeline.ablations.command:paper_tables",
+                     "The paper's ablations (Tab. 5-7, Fig. 4) from dvc experiments; queues missing rows."),
     "import-tags": ("pipeline.released.command:import_tags", "The MAC-VR authors' tag files -> a tags.parquet."),
     "export-tags": ("pipeline.released.command:export_tags", "A tags.parquet in the official formats (CSV / concepts JSON)."),
     "tags-diff": ("pipeline.released.command:tags_diff", "Compare two tag sets item by item (overlap, vocabulary)."),

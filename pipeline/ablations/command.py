@@ -1,0 +1,163 @@
+"""``macvr paper-tables``: the paper's ablations (Tab. 5-7, Fig. 4) from ``dvc exp`` runs.
+
+Reads HEAD (the default run) and every ``dvc exp`` commit through git, without a checkout:
+params.yaml and metrics/<variant>.json for the matching and the cells, and each run's evaluation
+directory from DVC's cache for the paired differences (:func:`pipeline.compare.command.load_result`).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from pipeline.ablations.match import EXP_REF, Run, TableMatch, match_table
+from pipeline.ablations.registry import TABLES
+from pipeline.ablations.render import build, markdown, plot_csv, to_json
+from pipeline.compare.command import _git, _params_at, load_result
+from pipeline.compare.config import BootstrapSettings
+from pipeline.evaluation.results import EvalResult
+from pipeline.io import atomic_path
+
+
+def _variant_metrics(rev: str, variant: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(_git("show", f"{rev}:metrics/{variant}.json"))
+    except ValueError:  # the run has no such file (git failed) or it is not JSON
+        return None
+
+
+def load_runs(variant: str) -> tuple[Run, list[Run]]:
+    """HEAD (the default run) and every ``dvc exp`` run of this repository, with params and metrics."""
+    head = _git("rev-parse", "HEAD").strip()
+    runs = []
+    refs = _git("for-each-ref", "refs/exps", "--format=%(refname) %(objectname) %(committerdate:unix)")
+    for line in refs.splitlines():
+        ref, sha, time = line.split()
+        hit = EXP_REF.match(ref)
+        if not hit:  # the queue's stash and executor refs
+            continue
+        try:
+            params = _params_at(sha)
+        except ValueError:
+            continue
+        runs.append(Run(hit[3], sha, params, _variant_metrics(sha, variant), hit[1] + hit[2], int(time)))
+    return Run("HEAD", head, _params_at(head), _variant_metrics(head, variant)), runs
+
+
+def match_all(ids: list[str]) -> dict[str, TableMatch]:
+    cache: dict[str, tuple[Run, list[Run]]] = {}
+    out = {}
+    for i in ids:
+        table = TABLES[i]
+        if table.variant not in cache:
+            cache[table.variant] = load_runs(table.variant)
+        out[i] = match_table(table, *cache[table.variant])
+    return out
+
+
+def queue_lines(matches: dict[str, TableMatch]) -> list[str]:
+    """The queue commands of every missing row, once per set of overrides (Fig. 4a's 6-6 is Fig. 4b's 6-6)."""
+    seen, out = set(), []
+    for match in matches.values():
+        for command in match.queue:
+            flags = command.split(" -S ", 1)[1] if " -S " in command else ""
+            if flags not in seen:
+                seen.add(flags)
+                out.append(command)
+    return out
+
+
+def _loader(workdir: Path, variant: str) -> Callable[[Run], EvalResult]:
+    cache: dict[str, EvalResult] = {}
+
+    def load(run: Run) -> EvalResult:
+        if run.rev not in cache:
+            cache[run.rev] = load_result(f"{run.rev}:{variant}", workdir)
+        return cache[run.rev]
+    return load
+
+
+def _write(text: str, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def paper_tables(
+    table: Annotated[Optional[list[str]], typer.Option(
+        "--table", "-t", help=f"A table to build: {', '.join(TABLES)} (repeatable; default: all).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder of <table>.md, <table>.json and, for Fig. 4, <table>.csv.")]
+        = Path("metrics/paper"),
+    queue_commands: Annotated[bool, typer.Option(
+        "--queue-commands", help="Only print the `dvc exp run --queue` command of every missing row.")] = False,
+    resamples: Annotated[Optional[int], typer.Option(
+        help="Paired bootstrap resamples (default: params.yaml compare.bootstrap.resamples).")] = None,
+    no_diff: Annotated[bool, typer.Option(
+        "--no-diff", help="Skip the paired differences (no evaluation read from the DVC cache).")] = False,
+) -> None:
+    """The paper's ablation tables (Tab. 5, Fig. 4a/b, Tab. 6, Tab. 7) from the default run and
+    `dvc exp` runs: a run is a row when its params differ from HEAD's only in the table's swept keys.
+
+    Queue every missing row, run them, build the tables:
+
+    macvr paper-tables --queue-commands | sh && dvc queue start   # then, once `dvc queue status` is done:
+    macvr paper-tables
+
+    Fig. 4 as plots: dvc plots show metrics/paper/fig4a.csv -x n -y dsl
+    """
+    ids = table or list(TABLES)
+    unknown = [i for i in ids if i not in TABLES]
+    if unknown:
+        typer.echo(f"paper-tables: unknown table {', '.join(unknown)}; known: {', '.join(TABLES)}", err=True)
+        raise typer.Exit(2)
+    try:
+        matches = match_all(ids)
+    except (ValueError, OSError) as err:
+        typer.echo(f"paper-tables: {err}", err=True)
+        raise typer.Exit(1) from None
+    if queue_commands:
+        for line in queue_lines(matches):
+            typer.echo(line)
+        return
+    params = _params_at(next(iter(matches.values())).head)  # HEAD's: the default run's settings
+    settings = None
+    if not no_diff:
+        boot = dict(params.get("compare", {}).get("bootstrap", {}))
+        settings = BootstrapSettings(**{**boot, **({"resamples": resamples} if resamples else {})})
+    level = float(params.get("evaluate", {}).get("bootstrap", {}).get("level", 0.95))
+    with tempfile.TemporaryDirectory(prefix="macvr-paper-") as tmp:
+        for i, match in matches.items():
+            res = build(match, settings, _loader(Path(tmp), match.table.variant))
+            _write(markdown(res, level), out / f"{i}.md")
+            _write(json.dumps(to_json(res), indent=2) + "\n", out / f"{i}.json")
+            written = [f"{i}.md", f"{i}.json"]
+            if match.table.plot:
+                _write(plot_csv(res), out / f"{i}.csv")
+                written.append(f"{i}.csv")
+            _summary(match, res.no_diff, out, written)
+    _unplaced(matches)
+
+
+def _summary(match: TableMatch, no_diff: dict[str, str], out: Path, written: list[str]) -> None:
+    have = sum(bool(r.runs) for r in match.rows)
+    missing = [r.label for r in match.rows if not r.runs]
+    typer.echo(f"{match.table.id}: {have} of {len(match.rows)} rows have a run"
+               + (f"; missing: {', '.join(missing)}" if missing else "") + f" -> {out}/{{{','.join(written)}}}")
+    if not match.table.built:
+        typer.echo(f"  {match.table.note}")
+    for label, why in no_diff.items():
+        typer.echo(f"  no Δ for {label}: {why}")
+    for command in match.queue:
+        typer.echo(f"  {command}")
+
+
+def _unplaced(matches: dict[str, TableMatch]) -> None:
+    # runs in none of the chosen tables, with why not: a run meant for a table that did not land there
+    built = [m for m in matches.values() if m.table.built]
+    names = set.intersection(*(set(m.skipped) for m in built)) - {"HEAD"} if built else set()
+    for name in sorted(names):
+        why = "; ".join(f"{m.table.id}: {m.skipped[name]}" for m in built)
+        typer.echo(f"not in any table: {name} ({why})")
