@@ -57,15 +57,22 @@ def eval_dir(path: Path, variant: str, t2v: dict[str, np.ndarray], v2t: dict[str
     return path
 
 
-@pytest.fixture(scope="module")
-def evals(tmp_path_factory) -> Path:
-    """dicosa (mediocre), macvr (clearly better on every query) and macvr_no_la (dicosa's ranks)."""
-    root = tmp_path_factory.mktemp("eval")
-    rng = np.random.default_rng(0)
+def rank_sets(seed: int) -> tuple[dict, dict]:
+    """Per-query ranks of a mediocre model and of one clearly better on every query (rank 1 for
+    80% of the queries, the mediocre rank otherwise), for none and dsl in both directions."""
+    rng = np.random.default_rng(seed)
     n = VIDEOS * CAPTIONS_PER_VIDEO
     base = {"t2v": {"none": rng.integers(1, 30, n), "dsl": rng.integers(1, 20, n)},
             "v2t": {"none": rng.integers(1, 40, VIDEOS), "dsl": rng.integers(1, 30, VIDEOS)}}
     better = {d: {s: np.where(rng.random(len(r)) < 0.8, 1, r) for s, r in by.items()} for d, by in base.items()}
+    return base, better
+
+
+@pytest.fixture(scope="module")
+def evals(tmp_path_factory) -> Path:
+    """dicosa (mediocre), macvr (clearly better on every query) and macvr_no_la (dicosa's ranks)."""
+    root = tmp_path_factory.mktemp("eval")
+    base, better = rank_sets(0)
     eval_dir(root / "dicosa", "dicosa", **base)
     eval_dir(root / "macvr", "macvr", **better)
     eval_dir(root / "macvr_no_la", "macvr_no_la", **base)

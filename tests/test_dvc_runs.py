@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from tests.project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -65,14 +66,7 @@ def miniature_params() -> dict:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     """The project's tracked files with the miniature params, committed, nothing run."""
-    repo = tmp_path_factory.mktemp("dvc_runs") / "template"
-    tracked = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                             capture_output=True, check=True).stdout
-    for name in tracked.decode().split("\0"):
-        if name and (ROOT / name).is_file() and not name.startswith(("tests/", "experiments/", "benchmarks/")):
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    (repo / "dvc.lock").unlink(missing_ok=True)
+    repo = copy_project(tmp_path_factory.mktemp("dvc_runs") / "template")
     (repo / "params.yaml").write_text(yaml.safe_dump(miniature_params(), sort_keys=False))
     sh(["git", "init", "-q"], repo)
     sh(["git", "add", "-A"], repo)

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -27,7 +26,7 @@ from pipeline.compare.paired import compare_results
 from pipeline.evaluation.results import EvalResult
 from pipeline.retrieval.uncertainty import holm
 from stages.cli import COMMANDS, app
-from tests.test_compare import CAPTIONS_PER_VIDEO, VIDEOS, eval_dir
+from tests.test_compare import eval_dir, rank_sets
 
 REAL_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 STRATEGIES = ("none", "dsl", "qb")
@@ -253,11 +252,7 @@ def test_tables_json_and_csv_carry_the_metrics_files_numbers(in_repo, tmp_path):
 def evals(tmp_path_factory) -> dict[str, Path]:
     """Per-query ranks: the reference, a clearly better run and one with the reference's ranks."""
     root = tmp_path_factory.mktemp("evals")
-    rng = np.random.default_rng(1)
-    n = VIDEOS * CAPTIONS_PER_VIDEO
-    base = {"t2v": {"none": rng.integers(1, 30, n), "dsl": rng.integers(1, 20, n)},
-            "v2t": {"none": rng.integers(1, 40, VIDEOS), "dsl": rng.integers(1, 30, VIDEOS)}}
-    better = {d: {s: np.where(rng.random(len(r)) < 0.8, 1, r) for s, r in by.items()} for d, by in base.items()}
+    base, better = rank_sets(1)
     return {"ref": eval_dir(root / "ref", "macvr", **base), "better": eval_dir(root / "better", "macvr", **better),
             "same": eval_dir(root / "same", "macvr", **base)}
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 import yaml
 
+from tests.project_copy import copy_project
 from tests.released_fixtures import SMALL, official_state_dict, write_msrvtt_annotations
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,15 +38,7 @@ def sh(args: list[str], cwd: Path) -> str:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("paper_repro")
-    tracked = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                             capture_output=True, check=True).stdout
-    for name in tracked.decode().split("\0"):
-        if name and (ROOT / name).is_file() and not name.startswith(("tests/", "experiments/", "benchmarks/")):
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    for name in ("dvc.lock",):  # a fresh workspace: nothing run yet
-        (repo / name).unlink(missing_ok=True)
+    repo = copy_project(tmp_path_factory.mktemp("paper_repro"))
     sh(["git", "init", "-q"], repo)
     released = repo / "released"
     anns = released / "data/MSR-VTT/anns"
