@@ -523,3 +523,12 @@ def test_the_validation_split_is_reported_beside_the_test_tables(evals, tmp_path
     assert "| none | macvr | 11.0 [6.0, 6.0] | 11.0 [6.0, 6.0] | 11.0 [6.0, 6.0] |" in section
     plain = compare_variants(CONFIG, ["dicosa", "macvr", "macvr_no_la"], evals, tmp_path / "c2.json", tmp_path / "t2.md")
     assert plain["val"] == {} and "## Validation split" not in (tmp_path / "t2.md").read_text()
+
+
+def test_small_p_values_are_never_written_as_zero():
+    from pipeline.compare.paired import flatten, round_p
+
+    assert [round_p(p) for p in (0.5, 0.01234, 0.00987, 0.0002, 0.00021, 0.0, 1.0)] == [
+        0.5, 0.012, 0.0099, 0.0002, 0.00021, 0.0, 1.0]
+    flat = flatten({"t2v": {"none": {"R1": {"diff": 5.0004, "lo": 2.8333, "hi": 7.1667, "p": 0.0002}}}})
+    assert flat == {"t2v": {"none": {"R1_diff": 5.0, "R1_lo": 2.833, "R1_hi": 7.167, "R1_p": 0.0002}}}

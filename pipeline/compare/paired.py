@@ -28,8 +28,15 @@ def compare_results(a: EvalResult, b: EvalResult, settings: BootstrapSettings) -
     return out
 
 
+def round_p(p: float, digits: int = 3) -> float:
+    """A p-value for a metrics file: ``digits`` decimals, but 2 significant digits below 0.01, so
+    a small p (never below 2/B) is never written as 0."""
+    return float(f"{p:.2g}") if 0 < p < 0.01 else round(p, digits)
+
+
 def flatten(diffs: dict[str, Any], digits: int = 3) -> dict[str, Any]:
     """``{direction: {strategy: {R1_diff, R1_lo, R1_hi, R1_p, ...}}}`` for DVC metrics files."""
-    return {d: {s: {f"{m}_{k}": round(v, digits) for m, by in metrics.items() for k, v in by.items()}
+    return {d: {s: {f"{m}_{k}": round_p(v, digits) if k == "p" else round(v, digits)
+                    for m, by in metrics.items() for k, v in by.items()}
                 for s, metrics in strategies.items()}
             for d, strategies in diffs.items()}

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.compare.config import CompareConfig
-from pipeline.compare.paired import compare_results, flatten
+from pipeline.compare.paired import compare_results, flatten, round_p
 from pipeline.compare.tables import families, render
 from pipeline.evaluation.results import EvalResult
 from pipeline.io import atomic_path, write_json
@@ -142,7 +142,7 @@ def corrections(by_family: dict[str, dict[tuple, float]], baseline: str, paper: 
         tree: dict[str, Any] = {"cells": len(cells)}
         for (variant, direction, strategy, metric), p in cells.items():
             leaf = tree.setdefault(f"{variant}_vs_{baseline}", {}).setdefault(direction, {}).setdefault(strategy, {})
-            leaf[f"{metric}_p_holm"] = round(p, digits)
+            leaf[f"{metric}_p_holm"] = round_p(p, digits)
         out[family] = tree
     if paper and paper.get("gain"):
         out["paper_gain"] = {"cells": sum(len(by) for by in paper["gain"].values())}
@@ -192,7 +192,8 @@ def compare_variants(config: CompareConfig, variants: list[str], eval_dir: str |
         tracked["paper"] = {"rows": {v: {s: {m: {k: (round(x, 2) if isinstance(x, float) else x) for k, x in c.items()}
                                              for m, c in by.items()} for s, by in r["t2v"].items()}
                                      for v, r in report["paper"]["rows"].items()},
-                            "gain": {s: {m: {k: (round(x, 3) if isinstance(x, float) else x) for k, x in c.items()}
+                            "gain": {s: {m: {k: (round_p(x) if k in ("p", "p_holm") else round(x, 3)) if isinstance(x, float)
+                                             else x for k, x in c.items()}
                                          for m, c in by.items()} for s, by in report["paper"]["gain"].items()}}
     tracked["corrections"] = corrections(families(report, config), config.baseline, report["paper"])
     write_json(tracked, out_json)
