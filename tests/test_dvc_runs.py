@@ -5,6 +5,7 @@
   and re-run, as ``make run`` does (``macvr repair-lock`` then ``dvc repro``): a kill leaves
   no debris (no temp file anywhere in the workspace) and changes no hash.
 - A tag-only change (``features.tag_control``) re-runs what reads tags and not DiCoSA's stages.
+- A paper table from a real ``dvc exp run``: the Tab. 5 row ``macvr paper-tables`` asks for.
 """
 
 from __future__ import annotations
@@ -161,3 +162,33 @@ def test_a_tag_only_change_reruns_only_what_reads_tags(template, clean):
             assert before[key] == after[key], key  # DiCoSA's outputs were not touched
     assert json.loads((repo / "metrics/dicosa.json").read_text()) == json.loads(
         (reference / "metrics/dicosa.json").read_text())
+
+
+def test_a_paper_table_from_a_real_dvc_experiment(template, clean):
+    """The miniature of Tab. 5: the default run committed, one `dvc exp run` of the α row that
+    `macvr paper-tables` asks for, then the table: both rows, the paired Δ to the reference."""
+    reference, _ = clean
+    repo = clone(template, "paper_table")
+    for top in (*OUTPUT_DIRS, ".dvc/cache"):
+        if (reference / top).exists():
+            shutil.rmtree(repo / top, ignore_errors=True)
+            shutil.copytree(reference / top, repo / top, symlinks=True)
+    shutil.copy2(reference / "dvc.lock", repo / "dvc.lock")
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "the default run"], repo)
+    queue = sh([MACVR, "paper-tables", "-t", "tab5", "--queue-commands"], repo)
+    command = next(line for line in queue.splitlines() if "-n tab5-a0 " in line)
+    assert command.startswith("dvc exp run --queue ") and "++variants.macvr.loss.alpha_align=0" in command
+    out = sh([DVC, "exp", "run", *[a for a in command.split()[3:] if a != "--queue"]], repo)  # run it now
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert "train@macvr" in ran and "train@dicosa" not in ran, out  # α feeds MAC-VR's training only
+    sh([MACVR, "paper-tables", "-t", "tab5", "--out", "paper", "--resamples", "200"], repo)
+    table = json.loads((repo / "paper/tab5.json").read_text())
+    by_run = {row["run"]: row for row in table["rows"].values() if row["run"]}
+    assert set(by_run) >= {"HEAD", "tab5-a0"}, table
+    row = by_run["tab5-a0"]
+    metrics = json.loads(sh(["git", "show", f"{row['rev']}:metrics/macvr.json"], repo))
+    assert row["values"]["none"]["R1"] == round(metrics["t2v"]["none"]["R1"], 3)
+    diff = row["diff"]["none"]["R1"]
+    assert diff["lo"] <= diff["diff"] <= diff["hi"] and 0 < diff["p"] <= 1 and diff["p_holm"] >= diff["p"]
+    assert "tab5-a0.5" in " ".join(table["queue"])  # the rows still missing, as commands
