@@ -19,17 +19,20 @@ from pipeline.io import atomic_path
 
 def lock_problem(path: Path) -> str | None:
     """Why ``path`` is not a lock file DVC can read (None: readable, or absent)."""
-    if not path.exists():
-        return None
+    return text_problem(path.read_bytes()) if path.exists() else None
+
+
+def text_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a lock file DVC can read (None: it is one)."""
     try:
-        data = yaml.safe_load(path.read_text())
+        parsed = yaml.safe_load(data.decode())
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         return f"not YAML ({' '.join(str(err).split())[:120]})"
-    if not isinstance(data, dict):
-        return "empty" if data is None else "not a mapping"
-    if "schema" not in data or not isinstance(data.get("stages"), dict):
+    if not isinstance(parsed, dict):
+        return "empty" if parsed is None else "not a mapping"
+    if "schema" not in parsed or not isinstance(parsed.get("stages"), dict):
         return "no 'schema' and 'stages'"
-    bad = [name for name, entry in data["stages"].items() if not isinstance(entry, dict)]
+    bad = [name for name, entry in parsed["stages"].items() if not isinstance(entry, dict)]
     return f"stage entries cut short: {bad[:3]}" if bad else None
 
 
@@ -49,7 +52,7 @@ def repair(path: Path) -> str | None:
     if problem is None:
         return None
     saved = committed(path)
-    if saved is not None and lock_problem_bytes(saved) is None:
+    if saved is not None and text_problem(saved) is None:
         with atomic_path(path) as tmp:
             tmp.write_bytes(saved)
         return (f"{path} was torn ({problem}: a dvc command was killed while writing it); restored the "
@@ -57,14 +60,6 @@ def repair(path: Path) -> str | None:
     path.unlink()
     return (f"{path} was torn ({problem}: a dvc command was killed while writing it) and git has no good "
             "copy; removed it, so dvc repro re-runs every stage (DVC's run cache restores unchanged ones)")
-
-
-def lock_problem_bytes(data: bytes) -> str | None:
-    try:
-        parsed = yaml.safe_load(data)
-    except yaml.YAMLError:
-        return "not YAML"
-    return None if isinstance(parsed, dict) and isinstance(parsed.get("stages"), dict) else "not a lock file"
 
 
 def repair_lock(lock: Path = typer.Option(Path("dvc.lock"), help="the lock file to check")) -> None:
