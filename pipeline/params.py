@@ -31,6 +31,9 @@ SECTIONS: dict[str, str] = {
     "tag_text": "pipeline.tags.tag_text:TagTextConfig",
     "tag_video": "pipeline.tags.tag_video:TagVideoConfig",
     "clean_tags": "pipeline.tags.clean:CleanConfig",
+    "caption_video": "pipeline.aux_captions.config:CaptionVideoConfig",
+    "caption_text": "pipeline.aux_captions.config:CaptionTextConfig",
+    "clean_captions": "pipeline.aux_captions.config:CleanCaptionsConfig",
     "features": "pipeline.features.config:FeaturesConfig",
     "evaluate": "pipeline.evaluation.config:EvaluateConfig",
     "compare": "pipeline.compare.config:CompareConfig",
@@ -232,3 +235,15 @@ def check_file(path: str | Path) -> tuple[dict[str, str], list[str]]:
     for c in CHECKS:
         problems.extend(c.fn(p))
     return dict(p.errors), problems
+
+
+@check("features", "train", "variants")
+def _auxiliary_captions_cached(p: Params) -> list[str]:
+    """Auxiliary captions reach the model only through the cached features' encodings; fine-tuning
+    re-encodes from tags.parquet, which holds tags."""
+    features = p.get("features")
+    if features is None or not features.auxiliary.any_captions:
+        return []
+    return sorted({f"features.auxiliary reads auxiliary captions, but variant {name} re-encodes its tag "
+                   f"inputs from tags.parquet (train.mode: finetune); auxiliary captions need train.mode: cached"
+                   for name, cfg in p.variants().items() if cfg.uses_tags and cfg.mode == "finetune"})

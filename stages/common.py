@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from pipeline.config import ConfigError, load_section
+from pipeline.config import ConfigError, load_params, load_section
 
 T = TypeVar("T")
 
@@ -105,3 +105,11 @@ def run(stage: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             message = f"config error: {message}"
         typer.echo(f"{stage}: {message}", err=True)
         raise typer.Exit(1) from None
+
+
+def auxiliary_source(params: Path, modality: str) -> str:
+    """``features.auxiliary.<modality>`` (tags or captions): whether a caption stage has work."""
+    value = ((load_params(params).get("features") or {}).get("auxiliary") or {}).get(modality)
+    if value not in ("tags", "captions"):
+        raise ConfigError(f"{params}: features.auxiliary.{modality} must be tags or captions, got {value!r}")
+    return value

@@ -51,6 +51,7 @@ def main(
     videos: Path = typer.Option(..., help="videos.parquet (splits)"),
     captions: Path = typer.Option(..., help="captions.parquet"),
     tags: Path = typer.Option(..., help="tags.parquet (cleaned visual and textual tags)"),
+    aux_captions: Path = typer.Option(None, help="data/aux/captions.parquet (features.auxiliary: captions)"),
     out: Path = typer.Option(..., help="features dir, replaced whole"),
 ) -> None:
     """Encode every decoded video's frames, every caption and every tag sentence once.
@@ -64,7 +65,7 @@ def main(
     shard = run("features", current_shard)
     try:
         meta = run("features", extract_features, config, text, backbone, frames, videos, captions, tags, out,
-                   shard=shard, oracle=oracle)
+                   shard=shard, oracle=oracle, aux_captions_path=aux_captions)
     finally:
         finish(shard)
     if meta is None:  # not rank 0

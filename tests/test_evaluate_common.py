@@ -25,6 +25,7 @@ from pipeline.config import to_dict
 from pipeline.evaluation import EvaluateConfig
 from pipeline.evaluation.config import BootstrapConfig
 from pipeline.features import FeaturesConfig, extract_features
+from pipeline.features.config import AuxiliaryInputs
 from pipeline.io import write_npy, write_parquet
 from pipeline.model import MacVR
 from pipeline.retrieval import DSLParams, QBDirection, QBParams, RetrievalConfig
@@ -115,7 +116,8 @@ def make_project(root: Path, seed: int = 0) -> dict[str, Path]:
     torch.manual_seed(seed)
     save_weights(tiny_backbone(), root / "backbone.pt", {"kind": "test"})
     extract_features(FeaturesConfig(encode=True, batch_size=16, device="cpu", torch_threads=0, train_tag_draws=2, train_tags_per_draw=2,
-                                    infer_tags=INFER_TAGS, seed=3, tag_control="real"), TextConfig(MAX_WORDS),
+                                    infer_tags=INFER_TAGS, seed=3, tag_control="real",
+                                    auxiliary=AuxiliaryInputs("tags", "tags")), TextConfig(MAX_WORDS),
                      backbone=root / "backbone.pt", frames_dir=frames_dir, videos_path=root / "videos.parquet",
                      captions_path=root / "captions.parquet", tags_path=root / "tags.parquet",
                      out=root / "features", progress=False)

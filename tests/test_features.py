@@ -17,7 +17,7 @@ from pipeline.backbone.io import file_sha256, load_backbone, save_weights
 from pipeline.backbone.tiny import PRETRAIN_OPTIONS_OFF
 from pipeline.device import resolve_device
 from pipeline.features import extract as extract_mod
-from pipeline.features.config import FeaturesConfig
+from pipeline.features.config import AuxiliaryInputs, FeaturesConfig
 from pipeline.features.tag_control import shuffled_tags
 from pipeline.features.extract import extract_features
 from pipeline.features.inputs import load_inputs
@@ -36,7 +36,7 @@ TEXT = TextConfig(max_words=16)  # the tiny CLIP's whole context
 
 def cfg(**overrides) -> FeaturesConfig:
     base = dict(encode=True, batch_size=5, device="cpu", torch_threads=0, train_tag_draws=3, train_tags_per_draw=2,
-                infer_tags=3, seed=7, tag_control="real")
+                infer_tags=3, seed=7, tag_control="real", auxiliary=AuxiliaryInputs("tags", "tags"))
     return FeaturesConfig(**{**base, **overrides})
 
 
@@ -371,7 +371,8 @@ def test_backbone_and_features_stages_run_from_params(tmp_path):
             "warmup_frac": 0.1, "frames_per_sample": 2, "captions_per_sample": 2, "seed": 0,
             **{k: v for k, v in PRETRAIN_OPTIONS_OFF.items() if not k.startswith("fresh_")}}},
         "features": {"encode": True, "batch_size": 8, "device": "cpu", "torch_threads": 1, "train_tag_draws": 2,
-                     "train_tags_per_draw": 6, "infer_tags": 8, "seed": 0, "tag_control": "real"},
+                     "train_tags_per_draw": 6, "infer_tags": 8, "seed": 0, "tag_control": "real",
+                     "auxiliary": {"visual": "tags", "textual": "tags"}},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     runner = CliRunner()

@@ -7,6 +7,29 @@ from typing import Literal
 
 
 @dataclass(frozen=True)
+class AuxiliaryInputs:
+    """What MAC-VR reads as each modality's auxiliary input: its tags (the method) or auxiliary
+    captions (paper Tab. 7, from the caption_video / caption_text stages). The two modalities
+    switch independently."""
+
+    visual: Literal["tags", "captions"]
+    textual: Literal["tags", "captions"]
+
+    def __post_init__(self) -> None:
+        for name in ("visual", "textual"):
+            if getattr(self, name) not in ("tags", "captions"):
+                raise ValueError(f"features.auxiliary.{name} must be tags or captions, "
+                                 f"got {getattr(self, name)!r}")
+
+    def of(self, modality: str) -> str:
+        return getattr(self, modality)
+
+    @property
+    def any_captions(self) -> bool:
+        return "captions" in (self.visual, self.textual)
+
+
+@dataclass(frozen=True)
 class FeaturesConfig:
     """Frozen-CLIP feature extraction.
 
@@ -21,6 +44,7 @@ class FeaturesConfig:
     ``tag_control``: ``real`` (the taggers' tags), or a control that checks the tag pathway:
     ``shuffled`` (each item gets another item's tags) or ``oracle`` (visual tags from the
     synthetic scene's true facts); see :mod:`pipeline.features.controls`.
+    ``auxiliary``: per modality, tags or auxiliary captions (:class:`AuxiliaryInputs`).
     """
 
     encode: bool
@@ -32,6 +56,7 @@ class FeaturesConfig:
     infer_tags: int
     seed: int
     tag_control: Literal["real", "shuffled", "oracle"]
+    auxiliary: AuxiliaryInputs
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "train_tag_draws", "train_tags_per_draw", "infer_tags"):
@@ -41,5 +66,8 @@ class FeaturesConfig:
             raise ValueError(f"features.torch_threads must be >= 0, got {self.torch_threads}")
         if self.tag_control not in ("real", "shuffled", "oracle"):
             raise ValueError(f"features.tag_control must be real, shuffled or oracle, got {self.tag_control!r}")
+        if self.tag_control == "oracle" and self.auxiliary.visual == "captions":
+            raise ValueError("features.tag_control: oracle replaces the visual tags; it cannot be "
+                             "combined with features.auxiliary.visual: captions")
         if self.seed < 0:
             raise ValueError(f"features.seed must be >= 0, got {self.seed}")

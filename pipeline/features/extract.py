@@ -29,7 +29,7 @@ from pipeline.features.workdir import WorkDir
 from pipeline.frames.store import FrameStore
 from pipeline.io import atomic_dir, load_npy, write_json, write_parquet
 from pipeline.sharding import Shard, block, run_sharded
-from pipeline.tags.sentences import PREFIX, infer_sentence, train_sentences
+from pipeline.tags.sentences import PREFIX, caption_draws, first_caption, infer_sentence, train_sentences
 from pipeline.text import TextConfig
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,34 @@ def text_indices(inputs: FeatureInputs, cfg: FeaturesConfig) -> tuple[TextTable,
     idx = {"captions": table.add(inputs.captions["text"])}
     for modality, ids, tags in (("visual", inputs.videos["video_id"], inputs.visual_tags),
                                 ("textual", inputs.captions["caption_id"], inputs.textual_tags)):
-        train = [s for item, t in zip(ids, tags) for s in train_sentences(t, r, n, seed, modality, item)]
+        if cfg.auxiliary.of(modality) == "captions":  # whole sentences: one random caption per draw
+            train = [s for item, t in zip(ids, tags) for s in caption_draws(t, r, seed, modality, item)]
+            infer = [first_caption(t) for t in tags]
+        else:
+            train = [s for item, t in zip(ids, tags) for s in train_sentences(t, r, n, seed, modality, item)]
+            infer = [infer_sentence(t, m) for t in tags]
         idx[f"tags_{modality}_train"] = table.add(train).reshape(len(ids), r)
-        idx[f"tags_{modality}_infer"] = table.add(infer_sentence(t, m) for t in tags)
+        idx[f"tags_{modality}_infer"] = table.add(infer)
     return table, idx
+
+
+def _aux_captions(cfg: FeaturesConfig, path: str | Path | None) -> dict[str, dict[str, list[str]]]:
+    """The auxiliary captions of the modalities that read them instead of tags."""
+    wanted = [m for m in ("visual", "textual") if cfg.auxiliary.of(m) == "captions"]
+    if not wanted:
+        return {}
+    if path is None or not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: features.auxiliary reads auxiliary captions for {wanted}, "
+                                f"but the clean_captions output is missing (did it run?)")
+    from pipeline.aux_captions.clean import read_captions_table
+
+    table = read_captions_table(path)
+    for modality in wanted:
+        if not table.of(modality):
+            raise ValueError(f"{path}: no {modality} auxiliary captions; features.auxiliary.{modality} "
+                             f"is captions, so caption_{'video' if modality == 'visual' else 'text'} "
+                             f"must generate them (rerun dvc repro)")
+    return {m: table.of(m) for m in wanted}
 
 
 def _fingerprint(backbone_sha: str, frames: FrameStore, inputs: FeatureInputs,
@@ -78,7 +102,7 @@ def _fingerprint(backbone_sha: str, frames: FrameStore, inputs: FeatureInputs,
             "padding": frames.padding, "max_words": max_words,
             "frame_rows": inputs.videos["frame_row"].tolist(), "draws": cfg.train_tag_draws,
             "per_draw": cfg.train_tags_per_draw, "infer": cfg.infer_tags, "seed": cfg.seed,
-            "tag_control": cfg.tag_control}
+            "tag_control": cfg.tag_control, "auxiliary": to_dict(cfg.auxiliary)}
     h.update(json.dumps(head, sort_keys=True).encode())
     for text in texts:
         h.update(text.encode("utf-8") + b"\0")
@@ -104,7 +128,7 @@ def _gather(src: np.ndarray, index: np.ndarray, dst: Path) -> None:
 def extract_features(cfg: FeaturesConfig, text: TextConfig, backbone: str | Path, frames_dir: str | Path,
                      videos_path: str | Path, captions_path: str | Path, tags_path: str | Path,
                      out: str | Path, progress: bool = True, shard: Shard | None = None,
-                     oracle=None) -> dict[str, Any] | None:
+                     oracle=None, aux_captions_path: str | Path | None = None) -> dict[str, Any] | None:
     """Write the features directory ``out`` (see :mod:`pipeline.features.store`); return its meta.
 
     ``shard`` (under torchrun, see :mod:`pipeline.sharding`): each worker encodes a contiguous block
@@ -114,6 +138,8 @@ def extract_features(cfg: FeaturesConfig, text: TextConfig, backbone: str | Path
 
     ``oracle(video_ids) -> tag lists``: the visual tags of ``tag_control: oracle``
     (:func:`pipeline.features.tag_control.oracle_visual_tags` over the synthetic ground truth).
+    ``aux_captions_path``: ``captions.parquet`` of the clean_captions stage, read for the
+    modalities ``cfg.auxiliary`` switches to captions.
     """
     out = Path(out)
     if cfg.torch_threads:
@@ -121,7 +147,8 @@ def extract_features(cfg: FeaturesConfig, text: TextConfig, backbone: str | Path
 
         torch.set_num_threads(cfg.torch_threads)
     frames = FrameStore(frames_dir)
-    inputs = load_inputs(frames, videos_path, captions_path, tags_path, cfg.tag_control, cfg.seed, oracle)
+    inputs = load_inputs(frames, videos_path, captions_path, tags_path, cfg.tag_control, cfg.seed, oracle,
+                         _aux_captions(cfg, aux_captions_path))
     table, idx = text_indices(inputs, cfg)
     backbone_sha = file_sha256(backbone)
     if not cfg.encode:
@@ -195,6 +222,8 @@ def _write(cfg: FeaturesConfig, text: TextConfig, out: Path, frames: FrameStore,
                    for s in sorted(set(inputs.videos["split"]))},
     }
     del meta["device"], meta["batch_size"], meta["torch_threads"]  # how it ran, not what it is
+    if not cfg.auxiliary.any_captions:
+        del meta["auxiliary"]  # the method's own inputs: the meta of a tags-only run is as before
     with atomic_dir(out) as tmp:
         if isinstance(video_feats, np.memmap) and video_feats.filename:  # a work file: moved, not copied
             video_feats.flush()

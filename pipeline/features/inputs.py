@@ -51,11 +51,13 @@ def _tags_for(ids: pd.Series, table: dict[str, list[str]], modality: str) -> tup
 
 def load_inputs(frames: FrameStore, videos_path: str | Path, captions_path: str | Path,
                 tags_path: str | Path, tag_control: str = "real", seed: int = 0,
-                oracle=None) -> FeatureInputs:
+                oracle=None, aux_captions: dict[str, dict[str, list[str]]] | None = None) -> FeatureInputs:
     """Align the inputs. Videos the frames stage skipped, and their captions, are left out
     (counted in ``counts``); an item absent from ``tags.parquet`` has no tags (counted).
     ``tag_control`` replaces the real tags by a control (:mod:`pipeline.features.tag_control`);
-    ``oracle(video_ids)`` gives the oracle's visual tags."""
+    ``oracle(video_ids)`` gives the oracle's visual tags. ``aux_captions[modality]``: that
+    modality's auxiliary captions, in place of its tags (paper Tab. 7); the control applies to
+    whichever the model reads."""
     index_path = frames.path / "index.parquet"
     index = frames.index[["video_id", "row", "status"]]
     videos = read_parquet(videos_path, columns=["video_id", "split"])
@@ -81,6 +83,8 @@ def load_inputs(frames: FrameStore, videos_path: str | Path, captions_path: str 
     caps.insert(2, "row", np.arange(len(caps), dtype=np.int64))
     caps["text"] = caps["text"].astype(str)
     tags = load_tags(tags_path)
+    for modality, table_ in (aux_captions or {}).items():
+        tags[modality] = table_
     visual, missing_v = _tags_for(table["video_id"], tags["visual"], "visual")
     textual, missing_t = _tags_for(caps["caption_id"], tags["textual"], "textual")
     if tag_control != "real":

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.tags.failures import FailedItem, enforce_failure_limit, summarise_failures
-from pipeline.tags.generate import Answered
+from pipeline.tags.generate import Answered, Judge
 from pipeline.tags.parse import Judgement, cap_candidates, judge_answer
 from pipeline.tags.raw import RawRow, write_raw
 
@@ -39,12 +39,12 @@ def answered_row(a: Answered, temperature: float, model: str, revision: str, pro
 
 
 def offline_row(item_id: str, temperature: float, seed: int, model: str, revision: str,
-                prompt_hash: str, text: str) -> RawRow:
+                prompt_hash: str, text: str, judge: Judge = judge_answer) -> RawRow:
     """The raw row of an offline tagger's answer, judged like a server's (never capped)."""
-    judgement = judge_answer(text, "stop")
+    judgement = judge(text, "stop")
     if not judgement.ok:
         return RawRow(item_id, temperature, seed, 0, model, revision, prompt_hash, text, "stop",
-                      judgement.verdict, "the offline tagger gave no tag list", None)
+                      judgement.verdict, "the offline generator gave no usable list", None)
     verdict, candidates = cap_candidates(judgement, None)
     return RawRow(item_id, temperature, seed, 0, model, revision, prompt_hash, text, "stop",
                   verdict, "", candidates)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,10 @@ from pipeline.tags.server import launch_argv, launched_server
 log = logging.getLogger(__name__)
 
 REFRESH_S = 1.0  # progress postfix refresh period
+
+# Decides whether an answer is usable and gives its items: tag lists by default
+# (``judge_answer``); auxiliary captions pass a sentence judge (pipeline.aux_captions.judge).
+Judge = Callable[[str | None, str], Judgement]
 
 
 @dataclass(frozen=True)
@@ -100,21 +104,22 @@ def _snippet(text: str | None, chars: int = 60) -> str:
     return repr(text[:chars] + ("..." if len(text) > chars else ""))
 
 
-def _judged(cache: AnswerCache, key: str, entry: Entry) -> Judgement:
+def _judged(cache: AnswerCache, key: str, entry: Entry, judge: Judge = judge_answer) -> Judgement:
     """Judge a cached answer with the current validator, recording a changed verdict."""
-    judgement = judge_answer(entry.answer.response, entry.answer.finish_reason)
+    judgement = judge(entry.answer.response, entry.answer.finish_reason)
     if entry.verdict != judgement.verdict:
         cache.set_verdict(key, judgement.verdict)
     return judgement
 
 
-def cached_answer(request: TagRequest, tries: list[Attempt], cache: AnswerCache) -> Answered | None:
+def cached_answer(request: TagRequest, tries: list[Attempt], cache: AnswerCache,
+                  judge: Judge = judge_answer) -> Answered | None:
     """The lowest cached ok attempt of ``request``, or None when it must be asked."""
     for attempt in tries:
         entry = cache.get(attempt.key)
         if entry is None:
             continue
-        judgement = _judged(cache, attempt.key, entry)
+        judgement = _judged(cache, attempt.key, entry, judge)
         if judgement.ok:
             return Answered(request.item_id, attempt.seed, attempt.index, entry.answer, "ok", "",
                             judgement.items, cached=True)
@@ -122,7 +127,7 @@ def cached_answer(request: TagRequest, tries: list[Attempt], cache: AnswerCache)
 
 
 async def ask(request: TagRequest, tries: list[Attempt], client: OpenAIClient, cache: AnswerCache,
-              progress: TagProgress) -> Answered:
+              progress: TagProgress, judge: Judge = judge_answer) -> Answered:
     """Ask the attempts of ``request`` in order until one is ok; a failure is a result, not raised."""
     last: tuple[Attempt, Answer | None, str] = (tries[0], None, "")
     for attempt in tries:
@@ -132,7 +137,7 @@ async def ask(request: TagRequest, tries: list[Attempt], client: OpenAIClient, c
             return Answered(request.item_id, attempt.seed, attempt.index, None, err.reason, str(err),
                             [], cached=False)
         answer = Answer(done.text, done.finish_reason, done.model, done.latency_s)
-        judgement = judge_answer(answer.response, answer.finish_reason)
+        judgement = judge(answer.response, answer.finish_reason)
         cache.put(attempt.key, answer, judgement.verdict)
         if judgement.ok:
             return Answered(request.item_id, attempt.seed, attempt.index, answer, "ok", "",
@@ -146,7 +151,8 @@ async def ask(request: TagRequest, tries: list[Attempt], client: OpenAIClient, c
 
 
 async def _generate(requests: Iterable[TagRequest], cfg: OpenAIConfig, cache: AnswerCache,
-                    start_hint: str, server_log: Path, progress: TagProgress) -> list[Answered]:
+                    start_hint: str, server_log: Path, progress: TagProgress,
+                    judge: Judge) -> list[Answered]:
     results: dict[int, Answered] = {}
     queue: asyncio.Queue = asyncio.Queue(maxsize=2 * cfg.concurrency)
     stack = contextlib.AsyncExitStack()
@@ -183,7 +189,7 @@ async def _generate(requests: Iterable[TagRequest], cfg: OpenAIConfig, cache: An
                 return
             index, request, tries = job
             active = await get_client()
-            answered = await ask(request, tries, active, cache, progress)
+            answered = await ask(request, tries, active, cache, progress, judge)
             results[index] = answered
             progress.item(answered.ok)
             progress.show(client)
@@ -191,7 +197,7 @@ async def _generate(requests: Iterable[TagRequest], cfg: OpenAIConfig, cache: An
     async def produce() -> None:
         for index, request in enumerate(requests):
             tries = attempts_of(request, cfg)
-            hit = cached_answer(request, tries, cache)
+            hit = cached_answer(request, tries, cache, judge)
             if hit is not None:
                 results[index] = hit
                 progress.item(True, cached=True)
@@ -226,14 +232,18 @@ async def _generate(requests: Iterable[TagRequest], cfg: OpenAIConfig, cache: An
 
 
 def generate_answers(requests: Iterable[TagRequest], cfg: OpenAIConfig, cache_path: Path,
-                     total: int | None, start_hint: str, desc: str) -> list[Answered]:
-    """Outcomes for ``requests`` in their order, asking the server only for what is not cached ok."""
+                     total: int | None, start_hint: str, desc: str,
+                     judge: Judge = judge_answer) -> list[Answered]:
+    """Outcomes for ``requests`` in their order, asking the server only for what is not cached ok.
+
+    ``judge`` decides what a usable answer is (tag lists unless told otherwise).
+    """
     server_log = cache_path.with_name(f"{cache_path.stem}.server.log")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO is one line per request
     progress = TagProgress(total, desc)
     try:
         with AnswerCache(cache_path) as cache, logging_redirect_tqdm():
-            answered = asyncio.run(_generate(requests, cfg, cache, start_hint, server_log, progress))
+            answered = asyncio.run(_generate(requests, cfg, cache, start_hint, server_log, progress, judge))
     finally:
         progress.close()
     asked = [a for a in answered if not a.cached]

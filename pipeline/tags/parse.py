@@ -131,6 +131,21 @@ _REFUSAL = re.compile(
     re.I)
 
 
+def looks_like_refusal(text: str) -> bool:
+    """Whether ``text`` holds a refusal ("I'm sorry, I can't ...", "As an AI ...")."""
+    return bool(_REFUSAL.search(text))
+
+
+def preamble(text: str) -> str:
+    """The text before the first bullet or numbered line (where a refusal would sit)."""
+    return _preamble(text)
+
+
+def is_table(text: str) -> bool:
+    """Whether ``text`` is (or holds) a markdown table."""
+    return _is_table(text)
+
+
 @dataclass(frozen=True)
 class Judgement:
     """The verdict on one answer and, when it is ``ok``, its candidate tags (uncapped)."""

@@ -4,6 +4,11 @@ Training uses R random draws of N tags per item (random order, as the official c
 before joining); inference uses the first M tags. Draws are seeded per item from
 ``(seed, modality, item_id)``, so an item's sentences do not depend on which other items are
 present or on their order.
+
+Auxiliary captions (paper Tab. 7) take the tags' place as whole sentences: each training draw is
+one of the item's captions picked at random, and inference reads the first (Appx. G: "we
+randomly pick an extracted visual and textual caption ... during training. In inference, we
+always pick the first caption").
 """
 
 from __future__ import annotations
@@ -45,3 +50,20 @@ def train_sentences(tags: Sequence[str], draws: int, per_draw: int, seed: int,
 def infer_sentence(tags: Sequence[str], first: int) -> str:
     """The inference sentence of one item: its first ``first`` tags, in order."""
     return tag_sentence(list(tags[:first]))
+
+
+def caption_draws(captions: Sequence[str], draws: int, seed: int, modality: str, item_id: str) -> list[str]:
+    """The ``draws`` training sentences of an item's auxiliary captions: random captions, each
+    used once before any repeats (so R draws over 10 captions are R distinct ones)."""
+    if not len(captions):
+        return [PREFIX] * draws
+    rng = item_rng(seed, modality, item_id)
+    order: list[int] = []
+    while len(order) < draws:
+        order.extend(int(i) for i in rng.permutation(len(captions)))
+    return [captions[i] for i in order[:draws]]
+
+
+def first_caption(captions: Sequence[str]) -> str:
+    """The inference sentence of an item's auxiliary captions (the empty tag sentence if none)."""
+    return captions[0] if len(captions) else PREFIX

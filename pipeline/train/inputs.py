@@ -26,7 +26,7 @@ TAG_ARRAYS = {"visual": ("tags_visual_train.npy", "tags_visual_infer.npy"),
 # meta.json keys that only describe the tag encodings (the features params of the tag draws,
 # and counts that include tag sentences): left out of a tag-free variant's manifest.
 TAG_META_KEYS = ("tag_control", "train_tag_draws", "train_tags_per_draw", "infer_tags", "seed",
-                 "sentence_prefix")
+                 "sentence_prefix", "auxiliary")
 TAG_META_COUNTS = ("distinct_texts", "truncated_texts", "visual_items_without_tags", "textual_items_without_tags")
 # The features' files every variant reads; train/evaluate list them as DVC deps one by one.
 TAG_FREE_FILES = ("frames.npy", "frame_mask.npy", "captions.npy", "videos.parquet", "captions.parquet")
