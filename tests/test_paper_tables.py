@@ -81,6 +81,10 @@ RUNS = {  # name -> (params overrides, metrics base)
     "m6": ({INFER_TAGS: 6}, 34.0),                                     # both curves (6-6)
     "colour": ({"tag_video.offline.colour_penalty": 0.3}, 36.0),       # Tab. 6: an offline knob
     "unused-model": ({"tag_text.openai.model": "some/llm"}, 38.0),     # offline tagger: as the default
+    "aux-video": ({"features.auxiliary.visual": "captions"}, 40.0),    # Tab. 7: visual captions only
+    "aux-unused": ({"caption_text.offline.swap_prob": 0.9}, 42.0),     # Tab. 7: paraphraser unused: the default
+    "aux-frame": ({"features.auxiliary.visual": "captions", "features.auxiliary.textual": "captions",
+                   "caption_video.input": "middle_frame"}, 44.0),      # Tab. 7: the BLIP-2 analogue
 }
 
 
@@ -135,7 +139,13 @@ def test_runs_land_in_a_row_only_when_they_differ_in_the_swept_keys(in_repo):
     assert _runs(m["tab6"]) == {"params.yaml taggers": ["HEAD", "unused-model"],
                                 "tag_video.offline.colour_penalty=0.3": ["colour"]}
     assert [r.label for r in m["tab6"].rows][:3] == ["params.yaml taggers", "VL2 + L3.1", "VL + L2"]
-    assert all(not r.runs for r in m["tab7"].rows) and m["tab7"].queue == []
+    # Tab. 7: a caption knob counts only while its modality reads captions
+    assert _runs(m["tab7"]) == {"Tags (params.yaml taggers)": ["HEAD", "aux-unused"],
+                                "Visual captions (offline clip) + textual tags": ["aux-video"],
+                                "Captions: offline frame + offline paraphrases": ["aux-frame"]}
+    assert m["tab7"].reference.run.name == "HEAD"
+    assert sorted(x.lstrip("# ").split(" -n ")[1].split()[0] for x in m["tab7"].queue) == [
+        "tab7-blip2-l31", "tab7-blip2-pg", "tab7-tags-para", "tab7-video-para", "tab7-vl2-l31"]
 
 
 def test_several_runs_of_one_row_pick_head_then_heads_code_then_the_newest():
@@ -164,9 +174,15 @@ def test_missing_rows_get_queue_commands_that_land_in_their_row(in_repo):
     assert "dvc exp run --queue -n fig4a-n1-m1 -S features.train_tags_per_draw=1 -S features.infer_tags=1" in lines
     assert "dvc exp run --queue -n fig4b-n6-m1 -S features.infer_tags=1" in lines
     assert not any("-n fig4a-n6-m6" in x or "-n fig4b-n6-m6" in x or "fig4b-n6-m8" in x for x in lines)
-    served = [x for x in lines if "tab6" in x]
+    served = [x for x in lines if "tab6" in x and x.startswith("#")]
     assert len(served) == 2 and all(x.startswith("# needs an OpenAI-compatible server") for x in served)
-    assert not any("tab7" in x for x in lines)
+    assert ("dvc exp run --queue -n tab6-offline-weaker -S tag_text.offline.sampling.filler_prob=1.0 "
+            "-S tag_text.offline.sampling.order_noise=2.0 -S tag_video.offline.sampling.filler_prob=1.0 "
+            "-S tag_video.offline.sampling.order_noise=2.0") in lines
+    served7 = [x for x in lines if "tab7" in x and x.startswith("#")]
+    assert len(served7) == 3 and all("serving the captioner" in x for x in served7)
+    assert "dvc exp run --queue -n tab7-video-para -S features.auxiliary.visual=captions " \
+           "-S features.auxiliary.textual=captions" in lines
     m = _matches()
     wanted = {r.row.name: (t, r.label) for t in m.values() for r in t.rows if r.row and not r.runs and t.table.built}
     assert sorted(shlex.split(x.lstrip("# "))[5] if not x.startswith("#") else x.split(" -n ")[1].split()[0]
@@ -243,9 +259,11 @@ def test_tables_json_and_csv_carry_the_metrics_files_numbers(in_repo, tmp_path):
         v = metrics_file(base)["t2v"]
         assert {k: float(x) for k, x in r.items() if k not in ("x", "n", "m")} == {
             f"{s}{b}": v[s][f"R1{b}"] for s in STRATEGIES for b in ("", "_lo", "_hi")}
-    tab7 = (out / "tab7.md").read_text()
-    assert "Not built" in tab7 and "Missing rows: Captions: Blip2 + PG" in tab7
-    assert json.loads((out / "tab7.json").read_text())["built"] is False
+    tab7 = json.loads((out / "tab7.json").read_text())
+    assert tab7["built"] is True and tab7["reference"] == "Tags (params.yaml taggers)"
+    assert tab7["rows"]["Visual captions (offline clip) + textual tags"]["values"]["dsl"]["R1"] == \
+        metrics_file(40.0)["t2v"]["dsl"]["R1"]
+    assert "Captions: VL2 + L3.1" in tab7["missing"]
 
 
 @pytest.fixture(scope="module")
