@@ -168,3 +168,52 @@ def test_completions_api_form(vllm_server, tmp_path):
                                  cfg.openai, tmp_path / "c.sqlite", 1, "", "completions")
     assert answer.answer is not None and answer.answer.finish_reason in {"stop", "length"}
     assert answer.ok or answer.verdict in {"empty", "refusal", "unparseable", "length"}
+
+
+def test_caption_text_paraphrases_against_real_vllm(vllm_server, tmp_path):
+    """Auxiliary captions (Tab. 7): the Appx. G paraphrase prompt through the same client, cache,
+    judge-and-re-ask and raw files as the tags, then clean_captions, against the real server."""
+    from pipeline.aux_captions.clean import read_captions_table
+    from tests.aux_params import aux_params
+
+    captions = tmp_path / "captions.parquet"
+    write_captions_parquet(captions, CAPTIONS)
+    write_videos_parquet(tmp_path / "videos.parquet", {"v0": "train", "v1": "test"})
+    params = aux_params(vllm_server, vllm_setup.SERVED_MODEL_NAME, visual="tags", textual="captions")
+    params["caption_text"]["backend"] = "openai"
+    params["caption_text"]["openai"].update({"concurrency": 4, "timeout_s": 300.0, "max_tokens": 256,
+                                             "max_retries": 2, "backoff_s": 1.0, "max_backoff_s": 5.0,
+                                             "max_failed_fraction": 0.5})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    before = success_count(vllm_server)
+    cmd = [sys.executable, "-m", "stages.caption_text", "--params", str(tmp_path / "params.yaml"), "--captions",
+           str(captions), "--cache", str(tmp_path / "cache.sqlite"), "--out", str(tmp_path / "raw/textual.parquet")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    asked = success_count(vllm_server) - before
+    assert len(CAPTIONS) <= asked <= len(CAPTIONS) * 3  # one request per caption plus re-asks of bad answers
+
+    df = read_raw(tmp_path / "raw/textual.parquet")
+    assert list(df["item_id"]) == list(CAPTIONS) and (df["temperature"] == 0.7).all()
+    assert (df["prompt_hash"] == load_prompt("paraphrase_appx_g").sha256).all()
+    kept = df[df["verdict"].isin(TAGGED)]
+    assert len(kept) >= 2  # a 135M model: most answers are lists of sentences
+    for item, verdict, response in zip(df["item_id"], df["verdict"], df["response"]):
+        print(f"[vllm] paraphrases {item} ({verdict}): {response!r}")
+
+    # visual reads tags: clean_captions never opens the visual raw file
+    proc = subprocess.run([sys.executable, "-m", "stages.clean_captions", "--params", str(tmp_path / "params.yaml"),
+                           "--visual-raw", str(tmp_path / "raw/visual.parquet"), "--textual-raw",
+                           str(tmp_path / "raw/textual.parquet"), "--captions", str(captions), "--videos",
+                           str(tmp_path / "videos.parquet"), "--out", str(tmp_path / "aux.parquet"),
+                           "--metrics", str(tmp_path / "aux.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = read_captions_table(tmp_path / "aux.parquet")
+    assert table.visual == {} and set(table.textual) == set(kept["item_id"])
+    assert sum(len(v) > 0 for v in table.textual.values()) >= 2
+    for item, sentences in table.textual.items():
+        assert all(2 <= len(s.split()) <= 30 for s in sentences), sentences
+        assert CAPTIONS[item][2].lower().rstrip(".") not in [s.lower() for s in sentences]  # copies dropped
+    print("[vllm] cleaned paraphrases:", {k: v[:3] for k, v in table.textual.items()})
