@@ -5,7 +5,8 @@
   and re-run, as ``make run`` does (``macvr repair-lock`` then ``dvc repro``): a kill leaves
   no debris (no temp file anywhere in the workspace) and changes no hash.
 - A tag-only change (``features.tag_control``) re-runs what reads tags and not DiCoSA's stages.
-- A paper table from a real ``dvc exp run``: the Tab. 5 row ``macvr paper-tables`` asks for.
+- A paper table from a real ``dvc exp run``: the Tab. 5 row ``macvr paper-tables`` asks for,
+  and a Tab. 7 row (visual auxiliary captions), which re-runs only the stages that switch feeds.
 """
 
 from __future__ import annotations
@@ -164,11 +165,10 @@ def test_a_tag_only_change_reruns_only_what_reads_tags(template, clean):
         (reference / "metrics/dicosa.json").read_text())
 
 
-def test_a_paper_table_from_a_real_dvc_experiment(template, clean):
-    """The miniature of Tab. 5: the default run committed, one `dvc exp run` of the α row that
-    `macvr paper-tables` asks for, then the table: both rows, the paired Δ to the reference."""
+def committed_default_run(template: Path, clean: tuple[Path, float], name: str) -> Path:
+    """A clone holding the clean run's outputs, cache and dvc.lock, committed (the default run)."""
     reference, _ = clean
-    repo = clone(template, "paper_table")
+    repo = clone(template, name)
     for top in (*OUTPUT_DIRS, ".dvc/cache"):
         if (reference / top).exists():
             shutil.rmtree(repo / top, ignore_errors=True)
@@ -176,6 +176,13 @@ def test_a_paper_table_from_a_real_dvc_experiment(template, clean):
     shutil.copy2(reference / "dvc.lock", repo / "dvc.lock")
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "the default run"], repo)
+    return repo
+
+
+def test_a_paper_table_from_a_real_dvc_experiment(template, clean):
+    """The miniature of Tab. 5: the default run committed, one `dvc exp run` of the α row that
+    `macvr paper-tables` asks for, then the table: both rows, the paired Δ to the reference."""
+    repo = committed_default_run(template, clean, "paper_table")
     queue = sh([MACVR, "paper-tables", "-t", "tab5", "--queue-commands"], repo)
     command = next(line for line in queue.splitlines() if "-n tab5-a0 " in line)
     assert command.startswith("dvc exp run --queue ") and "++variants.macvr.loss.alpha_align=0" in command
@@ -192,3 +199,29 @@ def test_a_paper_table_from_a_real_dvc_experiment(template, clean):
     diff = row["diff"]["none"]["R1"]
     assert diff["lo"] <= diff["diff"] <= diff["hi"] and 0 < diff["p"] <= 1 and diff["p_holm"] >= diff["p"]
     assert "tab5-a0.5" in " ".join(table["queue"])  # the rows still missing, as commands
+
+
+def test_tab7_auxiliary_captions_from_a_real_dvc_experiment(template, clean):
+    """The miniature of Tab. 7: the row with visual auxiliary captions, as `macvr paper-tables`
+    queues it, re-runs the visual caption stage, the cleaning, the features and MAC-VR (not the
+    paraphraser, the taggers, the backbone or DiCoSA); the table then has it beside the tags."""
+    repo = committed_default_run(template, clean, "tab7")
+    queue = sh([MACVR, "paper-tables", "-t", "tab7", "--queue-commands"], repo)
+    command = next(line for line in queue.splitlines() if "-n tab7-video-tags " in line)
+    assert command == "dvc exp run --queue -n tab7-video-tags -S features.auxiliary.visual=captions", queue
+    out = sh([DVC, "exp", "run", *[a for a in command.split()[3:] if a != "--queue"]], repo)
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert {"caption_video", "clean_captions", "features", "train@macvr", "evaluate@macvr"} <= ran, out
+    assert not ran & {"caption_text", "backbone", "clean_tags", "train@dicosa", "evaluate@dicosa"}, out
+    refs = sh(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"], repo).split("\n")
+    (rev,) = [line.split()[0] for line in refs if line.endswith("/tab7-video-tags")]
+    aux = json.loads(sh(["git", "show", f"{rev}:metrics/aux_captions.json"], repo))
+    assert aux["auxiliary"] == {"visual": "captions", "textual": "tags"} and aux["visual"]["without_captions"] == 0
+    sh([MACVR, "paper-tables", "-t", "tab7", "--out", "paper", "--resamples", "200"], repo)
+    table = json.loads((repo / "paper/tab7.json").read_text())
+    by_run = {row["run"]: (label, row) for label, row in table["rows"].items() if row["run"]}
+    assert by_run["HEAD"][0] == "Tags (params.yaml taggers)"
+    label, row = by_run["tab7-video-tags"]
+    assert label == "Visual captions (offline clip) + textual tags"
+    diff = row["diff"]["none"]["R1"]
+    assert diff["lo"] <= diff["diff"] <= diff["hi"] and 0 < diff["p"] <= 1
