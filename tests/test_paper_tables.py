@@ -226,8 +226,8 @@ def test_tables_json_and_csv_carry_the_metrics_files_numbers(in_repo, tmp_path):
     out = tmp_path / "paper"
     result = CliRunner().invoke(app, ["paper-tables", "--no-diff", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {f"{t}.{e}" for t in TABLES for e in ("md", "json")} | \
-        {"fig4a.csv", "fig4b.csv"}
+    assert {p.name for p in out.iterdir()} == {f"{t}.{e}" for t in (*TABLES, "tab1", "tab10", "tab11")
+                                               for e in ("md", "json")} | {"fig4a.csv", "fig4b.csv"}
     assert "tab5: 3 of 6 rows have a run; missing: 0, 2, 10" in result.output
     assert "not in any table: a2-seed1 (tab5: differs in train.seed" in result.output
     assert "not in any table: seed1" in result.output and "not in any table: m6" not in result.output
@@ -357,3 +357,28 @@ def test_the_command_is_registered_and_documents_itself():
         assert text in result.stdout
     bad = CliRunner().invoke(app, ["paper-tables", "-t", "tab9"])
     assert bad.exit_code == 2 and "unknown table tab9" in bad.output
+
+
+def _tag_metrics(scale: float) -> dict:
+    return {m: {s: {"unique_tags": int(100 * scale) + i, "avg_tags": 20.0 * scale + i / 10, "items": 10}
+                for i, s in enumerate(("train", "val", "test"))} for m in ("visual", "textual")}
+
+
+def test_tag_statistics_tables_per_split_and_per_tag_model(in_repo, tmp_path, monkeypatch):
+    import pipeline.ablations.tag_stats as tag_stats
+
+    m = _matches(("tab6",))["tab6"]
+    by_rev = {r.run.rev: _tag_metrics(2.0 if r.run.name == "colour" else 1.0) for r in m.rows if r.run}
+    monkeypatch.setattr(tag_stats, "tag_metrics", lambda rev: by_rev.get(rev, _tag_metrics(1.0)))
+    out = tmp_path / "stats"
+    result = CliRunner().invoke(app, ["paper-tables", "-t", "tab1", "-t", "tab10", "-t", "tab11", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    tab1 = json.loads((out / "tab1.json").read_text())["rows"]["synthetic"]
+    assert tab1["visual"] == {"train": {"tags": 100, "avg": 20.0}, "val": {"tags": 101, "avg": 20.1},
+                              "test": {"tags": 102, "avg": 20.2}}
+    assert "| synthetic | 100 | 101 | 102 | 20.00 | 20.10 | 20.20 |" in (out / "tab1.md").read_text()
+    tab11 = json.loads((out / "tab11.json").read_text())
+    assert tab11["rows"]["tag_video.offline.colour_penalty=0.3"]["visual"]["train"] == {"tags": 200, "avg": 40.0}
+    assert tab11["rows"]["params.yaml taggers"]["run"] == "HEAD"
+    assert "VL2 + L3.1" in tab11["missing"] and "No run yet" in (out / "tab11.md").read_text()
+    assert json.loads((out / "tab10.json").read_text())["rows"]["params.yaml taggers"]["textual"]["test"]["tags"] == 102

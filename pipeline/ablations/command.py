@@ -17,6 +17,7 @@ import typer
 from pipeline.ablations.match import EXP_REF, Run, TableMatch, match_table
 from pipeline.ablations.registry import TABLES
 from pipeline.ablations.render import build, markdown, plot_csv, to_json
+from pipeline.ablations.tag_stats import STAT_TABLES, build_stats
 from pipeline.compare.command import _git, _params_at, load_result
 from pipeline.compare.config import BootstrapSettings
 from pipeline.evaluation.results import EvalResult
@@ -88,7 +89,8 @@ def _write(text: str, path: Path) -> None:
 
 def paper_tables(
     table: Annotated[Optional[list[str]], typer.Option(
-        "--table", "-t", help=f"A table to build: {', '.join(TABLES)} (repeatable; default: all).")] = None,
+        "--table", "-t", help=f"A table to build: {', '.join([*TABLES, *STAT_TABLES])} "
+                              "(repeatable; default: all).")] = None,
     out: Annotated[Path, typer.Option(help="Folder of <table>.md, <table>.json and, for Fig. 4, <table>.csv.")]
         = Path("metrics/paper"),
     queue_commands: Annotated[bool, typer.Option(
@@ -100,6 +102,8 @@ def paper_tables(
 ) -> None:
     """The paper's ablation tables (Tab. 5, Fig. 4a/b, Tab. 6, Tab. 7) from the default run and
     `dvc exp` runs: a run is a row when its params differ from HEAD's only in the table's swept keys.
+    The tag statistics (Tab. 1: the default run; Tab. 10/11: per Tab. 6 row) come from each run's
+    metrics/tags.json.
 
     Queue every missing row, run them, build the tables:
 
@@ -108,21 +112,31 @@ def paper_tables(
 
     Fig. 4 as plots: dvc plots show metrics/paper/fig4a.csv -x n -y dsl
     """
-    ids = table or list(TABLES)
-    unknown = [i for i in ids if i not in TABLES]
+    chosen = table or [*TABLES, *STAT_TABLES]
+    unknown = [i for i in chosen if i not in TABLES and i not in STAT_TABLES]
     if unknown:
-        typer.echo(f"paper-tables: unknown table {', '.join(unknown)}; known: {', '.join(TABLES)}", err=True)
+        typer.echo(f"paper-tables: unknown table {', '.join(unknown)}; known: "
+                   f"{', '.join([*TABLES, *STAT_TABLES])}", err=True)
         raise typer.Exit(2)
+    ids = [i for i in chosen if i in TABLES]
+    stats = [i for i in chosen if i in STAT_TABLES]
     try:
         matches = match_all(ids)
+        tab6 = matches["tab6"] if "tab6" in matches else (match_all(["tab6"])["tab6"] if stats else None)
     except (ValueError, OSError) as err:
         typer.echo(f"paper-tables: {err}", err=True)
         raise typer.Exit(1) from None
     if queue_commands:
-        for line in queue_lines(matches):
+        for line in queue_lines(matches if ids else {"tab6": tab6}):
             typer.echo(line)
         return
-    params = _params_at(next(iter(matches.values())).head)  # HEAD's: the default run's settings
+    params = _params_at((next(iter(matches.values())) if matches else tab6).head)  # the default run's settings
+    for i in stats:
+        dataset = str(params.get("prepare", {}).get("dataset", "?"))
+        text, data = build_stats(i, tab6, dataset)
+        _write(text, out / f"{i}.md")
+        _write(json.dumps(data, indent=2) + "\n", out / f"{i}.json")
+        typer.echo(f"{i}: {len(data['rows'])} rows -> {out}/{{{i}.md,{i}.json}}")
     settings = None
     if not no_diff:
         boot = dict(params.get("compare", {}).get("bootstrap", {}))
