@@ -18,7 +18,6 @@ import re
 from collections import Counter
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 
 from pipeline.aux_captions.config import CleanCaptionsConfig
@@ -26,7 +25,7 @@ from pipeline.features.config import AuxiliaryInputs
 from pipeline.aux_captions.judge import plausible_sentence, strip_sentence
 from pipeline.io import read_parquet, write_json, write_parquet
 from pipeline.tags.raw import FAILURES, TAGGED, read_raw
-from pipeline.tags.table import MODALITIES, TagTable
+from pipeline.tags.table import TagTable, table_of_lists
 
 CAPTIONS_SCHEMA = pa.schema([("item_id", pa.string()), ("modality", pa.string()),
                              ("split", pa.string()), ("captions", pa.list_(pa.string()))])
@@ -118,16 +117,4 @@ def clean_captions(cfg: CleanCaptionsConfig, auxiliary: AuxiliaryInputs, visual_
 
 def read_captions_table(path: str | Path) -> TagTable:
     """``captions.parquet`` as a :class:`TagTable` (ordered caption lists per item and modality)."""
-    df = read_parquet(path, columns=list(CAPTIONS_SCHEMA.names))
-    bad = sorted(set(df["modality"]) - set(MODALITIES))
-    if bad:
-        raise ValueError(f"{path}: unknown modality {bad[0]!r} (expected one of {MODALITIES})")
-    out = {}
-    for modality in MODALITIES:
-        part = df[df["modality"] == modality]
-        if part["item_id"].duplicated().any():
-            raise ValueError(f"{path} ({modality}): duplicate item_id "
-                             f"{part['item_id'][part['item_id'].duplicated()].iloc[0]!r}")
-        out[modality] = {str(i): [str(c) for c in caps] for i, caps in zip(part["item_id"], part["captions"])}
-    return TagTable(visual=out["visual"], textual=out["textual"],
-                    frame=df.rename(columns={"captions": "tags"}) if len(df) else pd.DataFrame(columns=list(CAPTIONS_SCHEMA.names)))
+    return table_of_lists(read_parquet(path, columns=list(CAPTIONS_SCHEMA.names)), path, column="captions")

@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 import re
 
-from pipeline.tags.parse import (Judgement, is_table, looks_like_refusal, parse_response,
-                                 preamble)
+from pipeline.tags.parse import Judgement, judge_form, looks_like_refusal, parse_response, preamble
 
 MIN_WORDS = 2  # "a dog" is a caption; one word is a tag
 MAX_WORDS = 60  # longer is a paragraph, not a caption
@@ -101,14 +100,9 @@ def split_sentences(text: str) -> tuple[list[str], str]:
 
 def judge_sentences(text: str | None, finish_reason: str) -> Judgement:
     """Whether one answer is a usable list of captions; ``items`` are all its candidates."""
-    if text is None:
-        return Judgement("null", [])
-    if not text.strip():
-        return Judgement("empty", [])
-    if finish_reason == "length":
-        return Judgement("length", [])
-    if is_table(text):
-        return Judgement("unparseable", [])
+    early = judge_form(text, finish_reason)
+    if early is not None:
+        return early
     items, form = split_sentences(text)
     usable = [s for s in items if plausible_sentence(s)]
     if form in ("json", "bullets"):

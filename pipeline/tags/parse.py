@@ -141,11 +141,6 @@ def preamble(text: str) -> str:
     return _preamble(text)
 
 
-def is_table(text: str) -> bool:
-    """Whether ``text`` is (or holds) a markdown table."""
-    return _is_table(text)
-
-
 @dataclass(frozen=True)
 class Judgement:
     """The verdict on one answer and, when it is ``ok``, its candidate tags (uncapped)."""
@@ -194,6 +189,20 @@ def _prose_line(line: str) -> bool:
     return bool(pieces) and sum(len(p.split()) for p in pieces) / len(pieces) > 3
 
 
+def judge_form(text: str | None, finish_reason: str) -> Judgement | None:
+    """The failures any list answer is judged by before its items are read (tags and captions):
+    ``null``, ``empty``, ``length`` (cut by max_tokens), ``unparseable`` for a markdown table."""
+    if text is None:
+        return Judgement("null", [])
+    if not text.strip():
+        return Judgement("empty", [])
+    if finish_reason == "length":
+        return Judgement("length", [])
+    if _is_table(text):
+        return Judgement("unparseable", [])
+    return None
+
+
 def judge_answer(text: str | None, finish_reason: str) -> Judgement:
     """Whether one answer is a usable tag list; a failure names why.
 
@@ -206,14 +215,9 @@ def judge_answer(text: str | None, finish_reason: str) -> Judgement:
     ``ok`` with every candidate of the answer (an odd implausible one is left to the cleaner):
     "Here are 10 tags:\n1. ..." followed by a sign-off is the normal case, not a failure.
     """
-    if text is None:
-        return Judgement("null", [])
-    if not text.strip():
-        return Judgement("empty", [])
-    if finish_reason == "length":
-        return Judgement("length", [])
-    if _is_table(text):
-        return Judgement("unparseable", [])
+    early = judge_form(text, finish_reason)
+    if early is not None:
+        return early
     parsed = parse_response(text)
     usable = [i for i in parsed.items if plausible_tag(i)]
     structured = parsed.form in ("json", "bullets")

@@ -40,9 +40,9 @@ class TagTable:
         return [list(table.get(str(i), [])) for i in ids]
 
 
-def read_tags(path: str | Path) -> TagTable:
-    """Read and check ``tags.parquet`` (known modalities, one row per item and modality)."""
-    df = read_parquet(path, columns=COLUMNS)
+def table_of_lists(df, path: str | Path, column: str = "tags") -> TagTable:
+    """A checked :class:`TagTable` from rows (item_id, modality, <column>: an ordered list): known
+    modalities, one row per item and modality. Auxiliary captions use the same layout."""
     bad = sorted(set(df["modality"]) - set(MODALITIES))
     if bad:
         raise ValueError(f"{path}: unknown modality {bad[0]!r} (expected one of {MODALITIES})")
@@ -52,6 +52,11 @@ def read_tags(path: str | Path) -> TagTable:
         dup = part["item_id"][part["item_id"].duplicated()]
         if len(dup):
             raise ValueError(f"{path} ({modality}): duplicate item_id {dup.iloc[0]!r} ({len(dup)} duplicates)")
-        out[modality] = {str(item): [] if tags is None else [str(t) for t in tags]
-                         for item, tags in zip(part["item_id"], part["tags"])}
+        out[modality] = {str(item): [] if values is None else [str(t) for t in values]
+                         for item, values in zip(part["item_id"], part[column])}
     return TagTable(visual=out["visual"], textual=out["textual"], frame=df)
+
+
+def read_tags(path: str | Path) -> TagTable:
+    """Read and check ``tags.parquet`` (known modalities, one row per item and modality)."""
+    return table_of_lists(read_parquet(path, columns=COLUMNS), path)
