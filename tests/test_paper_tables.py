@@ -47,11 +47,17 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
+DELETE = object()
+
+
 def _set(params: dict, dotted: str, value) -> None:
     *parents, leaf = dotted.split(".")
     for p in parents:
         params = params.setdefault(p, {})
-    params[leaf] = value
+    if value is DELETE:
+        params.pop(leaf, None)
+    else:
+        params[leaf] = value
 
 
 def experiment(name: str, overrides: dict, base: float, refdir: str = "ab/cd") -> str:
@@ -85,6 +91,8 @@ RUNS = {  # name -> (params overrides, metrics base)
     "aux-unused": ({"caption_text.offline.swap_prob": 0.9}, 42.0),     # Tab. 7: paraphraser unused: the default
     "aux-frame": ({"features.auxiliary.visual": "captions", "features.auxiliary.textual": "captions",
                    "caption_video.input": "middle_frame"}, 44.0),      # Tab. 7: the BLIP-2 analogue
+    "pre-aux": ({"features.auxiliary": DELETE, "caption_video": DELETE, "caption_text": DELETE,
+                 "clean_captions": DELETE}, 46.0),                      # a run from before captions: tags
 }
 
 
@@ -140,7 +148,7 @@ def test_runs_land_in_a_row_only_when_they_differ_in_the_swept_keys(in_repo):
                                 "tag_video.offline.colour_penalty=0.3": ["colour"]}
     assert [r.label for r in m["tab6"].rows][:3] == ["params.yaml taggers", "VL2 + L3.1", "VL + L2"]
     # Tab. 7: a caption knob counts only while its modality reads captions
-    assert _runs(m["tab7"]) == {"Tags (params.yaml taggers)": ["HEAD", "aux-unused"],
+    assert _runs(m["tab7"]) == {"Tags (params.yaml taggers)": ["HEAD", "aux-unused", "pre-aux"],
                                 "Visual captions (offline clip) + textual tags": ["aux-video"],
                                 "Captions: offline frame + offline paraphrases": ["aux-frame"]}
     assert m["tab7"].reference.run.name == "HEAD"

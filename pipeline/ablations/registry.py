@@ -230,6 +230,8 @@ def _tables() -> dict[str, SweepTable]:
             "tab7", "Tab. 7: tags vs auxiliary captions", AUX_KEYS, _tab7_rows(),
             reference="Tags (params.yaml taggers)", axis="auxiliary input", label=_aux_label,
             relevant=_aux_relevant, free=AUX_FREE,
+            # a run from before auxiliary captions existed read tags
+            defaults={"features.auxiliary.visual": "tags", "features.auxiliary.textual": "tags"},
             note="Reference: the default run (tags from params.yaml's taggers; the paper's reference is tags "
                  "from VL2 + L3.1). features.auxiliary switches each modality to auxiliary captions "
                  "(caption_video: a video LLM on the clip, or an image captioner on the middle frame; "
