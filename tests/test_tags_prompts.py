@@ -17,9 +17,11 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[\w’'{}()]+|[.,?:]", text)
 
 
-def _paper_prompt(start: str, end: str) -> str:
-    """The paper's prompt between two markers, PDF line numbers and hyphenation undone."""
+def _paper_prompt(start: str, end: str, after: str = "") -> str:
+    """The paper's prompt between two markers (the first after ``after``), PDF line numbers and
+    hyphenation undone."""
     text = PAPER.read_text()
+    text = text[text.index(after):] if after else text
     body = text[text.index(start):]
     body = body[: body.index(end) + len(end)]
     body = re.sub(r"^\d{3,4} ", "", body, flags=re.M)  # "897 A general tag" -> "A general tag"
@@ -32,6 +34,17 @@ def test_prompts_are_verbatim_from_the_paper():
     assert _words(load_prompt("text_appx_c").raw) == _words(text_prompt)
     video_prompt = _paper_prompt("A general tag of an action is", "do not give any explanation.")
     assert _words(load_prompt("video_appx_c").raw) == _words(video_prompt)
+
+
+@pytest.mark.skipif(not PAPER.exists(), reason=f"paper text not found at {PAPER}")
+def test_auxiliary_caption_prompts_are_verbatim_from_appendix_g():
+    appx_g = "G HOW TO GENERATE AUXILIARY CAPTIONS"
+    paraphrase = _paper_prompt("A chat between a curious user", "ASSISTANT:", after=appx_g)
+    assert _words(load_prompt("paraphrase_appx_g").raw) == _words(paraphrase)
+    video = _paper_prompt("You are a conversational AI agent. You typically look at a video",
+                          "Give me a bullet list as output.", after=appx_g)
+    assert _words(load_prompt("caption_video_appx_g").raw) == _words(video)
+    assert load_prompt("paraphrase_appx_g").has_placeholder and not load_prompt("caption_video_appx_g").has_placeholder
 
 
 def test_key_sentences_are_present():
@@ -77,5 +90,6 @@ def test_malformed_templates(raw, message):
 
 
 def test_unknown_prompt_lists_shipped_ones():
-    with pytest.raises(PromptError, match=r"shipped prompts: \['text_appx_c', 'video_appx_c'\]"):
+    shipped = r"\['caption_frame', 'caption_video_appx_g', 'paraphrase_appx_g', 'text_appx_c', 'video_appx_c'\]"
+    with pytest.raises(PromptError, match=r"shipped prompts: " + shipped):
         load_prompt("nope")
