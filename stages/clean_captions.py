@@ -37,8 +37,8 @@ def main(
     cfg = stage_config(CleanCaptionsConfig, "clean_captions", params)
     remove_stale(out, metrics)
     auxiliary = run("clean_captions", _auxiliary, params)
-    result = run("clean_captions", clean_captions, cfg, auxiliary, visual_raw, textual_raw, captions, videos,
-                 out, metrics)
+    result = run("clean_captions", clean_captions, cfg, auxiliary.visual, auxiliary.textual, visual_raw, textual_raw,
+                 captions, videos, out, metrics)
     used = [f"{m}: {result[m]['answered']} items" for m in ("visual", "textual") if m in result]
     typer.echo(f"clean_captions: {', '.join(used) or 'no modality reads captions'} -> {out}")
 

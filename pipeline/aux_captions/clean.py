@@ -21,7 +21,6 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipeline.aux_captions.config import CleanCaptionsConfig
-from pipeline.features.config import AuxiliaryInputs
 from pipeline.aux_captions.judge import plausible_sentence, strip_sentence
 from pipeline.io import read_parquet, write_json, write_parquet
 from pipeline.tags.raw import FAILURES, TAGGED, read_raw
@@ -93,18 +92,19 @@ def _mean_words(rows: list[dict]) -> float:
     return round(sum(words) / len(words), 3) if words else 0.0
 
 
-def clean_captions(cfg: CleanCaptionsConfig, auxiliary: AuxiliaryInputs, visual_raw: Path, textual_raw: Path,
+def clean_captions(cfg: CleanCaptionsConfig, visual: str, textual: str, visual_raw: Path, textual_raw: Path,
                    captions_path: Path, videos_path: Path, out: Path, metrics_path: Path) -> dict:
-    """Write ``captions.parquet`` and its metrics; a modality reading its tags gets no rows."""
+    """Write ``captions.parquet`` and its metrics. ``visual`` / ``textual``: what each modality
+    reads (``features.auxiliary``); a modality reading its tags (``tags``) gets no rows."""
     videos = read_parquet(videos_path, columns=["video_id", "split"])
     caps = read_parquet(captions_path, columns=["caption_id", "split", "text"])
     rows: list[dict] = []
-    metrics: dict = {"auxiliary": {"visual": auxiliary.visual, "textual": auxiliary.textual}}
-    if auxiliary.visual == "captions":
+    metrics: dict = {"auxiliary": {"visual": visual, "textual": textual}}
+    if visual == "captions":
         part, metrics["visual"] = _modality(visual_raw, "visual", dict(zip(videos["video_id"].astype(str),
                                                                           videos["split"].astype(str))), None, cfg)
         rows += part
-    if auxiliary.textual == "captions":
+    if textual == "captions":
         ids = caps["caption_id"].astype(str)
         part, metrics["textual"] = _modality(textual_raw, "textual", dict(zip(ids, caps["split"].astype(str))),
                                              dict(zip(ids, caps["text"].astype(str))), cfg)
