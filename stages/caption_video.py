@@ -12,19 +12,23 @@ import typer
 
 from pipeline.aux_captions.config import CaptionVideoConfig
 from pipeline.config import load_section
+from pipeline.tags.offline_visual import ANALYSIS_PARAMS
 from pipeline.tags.tag_video import TagVideoConfig
 from stages.common import auxiliary_source, remove_stale, run, stage_config
 
 # The params this stage reads (dvc.yaml contract): its section, the offline tagger's pixel
-# analysis (the offline captioner sees frames through it), and whether the model reads captions.
-PARAMS = {"caption_video": CaptionVideoConfig, "tag_video.offline": None, "features.auxiliary.visual": None}
+# analysis (the offline captioner sees frames through it; not the knobs of drawing tags from it,
+# so a Tab. 6 tagger change leaves the captions alone), and whether the model reads captions.
+PARAMS = {"caption_video": CaptionVideoConfig, **dict.fromkeys(ANALYSIS_PARAMS),
+          "features.auxiliary.visual": None}
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="params file (caption_video, tag_video.offline, features.auxiliary)"),
+    params: Path = typer.Option(Path("params.yaml"),
+                                help="params file (caption_video, tag_video.offline analysis, features.auxiliary)"),
     frames: Path = typer.Option(..., help="data/frames/vlm_frames.parquet"),
     cache: Path = typer.Option(..., help="answer cache (SQLite), kept outside DVC outs"),
     out: Path = typer.Option(..., help="raw answers Parquet, e.g. data/aux/raw/visual.parquet"),

@@ -149,6 +149,34 @@ def test_offline_captioner_is_seeded():
     assert _lines(caption_video("white", [MOVING], False, 3, 0.0, 1, CAPTIONER))[0] == "a red circle moves to the left"
 
 
+def test_the_offline_captioner_depends_on_the_pixel_analysis_not_on_tag_sampling(data):
+    """Tab. 6 varies the offline tagger's sampling: the captions (and their cache fingerprint) stay;
+    a knob of the analysis itself changes them. The stage declares exactly the analysis knobs."""
+    from dataclasses import fields
+
+    from pipeline.tags.offline_visual import ANALYSIS_PARAMS, TAGGING_ONLY, OfflineVisualConfig
+
+    def raw(edit) -> pd.DataFrame:
+        params = aux_params(textual="tags")
+        edit(params["tag_video"]["offline"])
+        write_params(data, params)
+        out = data / "raw/visual.parquet"
+        invoke(caption_video_stage.app, ["--params", data / "params.yaml", "--frames", data / "vlm_frames.parquet",
+                                         "--cache", data / "cache.sqlite", "--out", out])
+        return pd.read_parquet(out)
+
+    base = raw(lambda o: None)
+    assert base["verdict"].eq("ok").all(), base[["item_id", "verdict"]]
+    weaker = raw(lambda o: o["sampling"].update(filler_prob=1.0, order_noise=2.0) or o.update(mention_bonus=0.9))
+    pd.testing.assert_frame_equal(base, weaker)
+    stricter = raw(lambda o: o.update(min_blob_area=0.2))  # no blob is that large: nothing to caption
+    assert not base["prompt_hash"].equals(stricter["prompt_hash"]) and not base["response"].equals(stricter["response"])
+    assert set(TAGGING_ONLY) <= {f.name for f in fields(OfflineVisualConfig)}
+    assert set(ANALYSIS_PARAMS) == {f"tag_video.offline.{f.name}" for f in fields(OfflineVisualConfig)} - {
+        f"tag_video.offline.{k}" for k in TAGGING_ONLY}
+    assert set(ANALYSIS_PARAMS) <= set(caption_video_stage.PARAMS)
+
+
 def _concepts(text: str) -> list[str]:
     return sorted(match_concepts(tokenize(text), LEX)[0])
 

@@ -5,8 +5,10 @@
   and re-run, as ``make run`` does (``macvr repair-lock`` then ``dvc repro``): a kill leaves
   no debris (no temp file anywhere in the workspace) and changes no hash.
 - A tag-only change (``features.tag_control``) re-runs what reads tags and not DiCoSA's stages.
-- A paper table from a real ``dvc exp run``: the Tab. 5 row ``macvr paper-tables`` asks for,
-  and a Tab. 7 row (visual auxiliary captions), which re-runs only the stages that switch feeds.
+- A miniature of each paper table from a real ``dvc exp run`` of a row ``macvr paper-tables``
+  asks for: Tab. 5 (α), Fig. 4 (the 6-6 point, with its DVC plots), Tab. 6 with Tab. 10/11 (the
+  offline "weaker" taggers) and Tab. 7 (visual auxiliary captions); each checks which stages the
+  changed value re-runs and which it leaves alone.
 """
 
 from __future__ import annotations
@@ -225,3 +227,65 @@ def test_tab7_auxiliary_captions_from_a_real_dvc_experiment(template, clean):
     assert label == "Visual captions (offline clip) + textual tags"
     diff = row["diff"]["none"]["R1"]
     assert diff["lo"] <= diff["diff"] <= diff["hi"] and 0 < diff["p"] <= 1
+
+
+def _exp_run_now(command: str, repo: Path) -> set[str]:
+    """Run a `dvc exp run --queue ...` line at once; the stages it ran."""
+    out = sh([DVC, "exp", "run", *[a for a in command.split()[3:] if a != "--queue"]], repo)
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+
+
+def test_fig4_point_from_a_real_dvc_experiment_with_its_plots(template, clean):
+    """The miniature of Fig. 4: the 6-6 point (on both curves) re-runs the features and MAC-VR only;
+    both figures then have it, Fig. 4b with the paired Δ to the default run (6-8), and the
+    dvc.yaml plots draw them through `dvc plots show` with the interval-band template."""
+    repo = committed_default_run(template, clean, "fig4")
+    queue = sh([MACVR, "paper-tables", "-t", "fig4a", "-t", "fig4b", "--queue-commands"], repo).splitlines()
+    command = next(line for line in queue if "-n fig4a-n6-m6 " in line)
+    assert command == "dvc exp run --queue -n fig4a-n6-m6 -S features.infer_tags=6", queue
+    assert not any("-n fig4b-n6-m6 " in line for line in queue)  # one run for the point both curves share
+    ran = _exp_run_now(command, repo)
+    assert {"features", "train@macvr", "evaluate@macvr"} <= ran, ran
+    assert not ran & {"clean_tags", "caption_video", "caption_text", "backbone", "train@dicosa",
+                      "evaluate@dicosa"}, ran
+    assert not any(stage.startswith(("tag_text@", "tag_video@")) for stage in ran), ran
+    sh([MACVR, "paper-tables", "-t", "fig4a", "-t", "fig4b", "--resamples", "200"], repo)  # -> metrics/paper
+    fig4a = json.loads((repo / "metrics/paper/fig4a.json").read_text())
+    fig4b = json.loads((repo / "metrics/paper/fig4b.json").read_text())
+    assert fig4a["rows"]["6-6"]["run"] == "fig4a-n6-m6" and fig4b["rows"]["6-6"]["run"] == "fig4a-n6-m6"
+    assert fig4b["reference"] == "6-8" and fig4b["rows"]["6-8"]["run"] == "HEAD"
+    diff = fig4b["rows"]["6-6"]["diff"]["dsl"]["R1"]
+    assert diff["lo"] <= diff["diff"] <= diff["hi"] and 0 < diff["p"] <= 1
+    shown = json.loads(sh([DVC, "plots", "show", "--json"], repo))["data"]
+    for name, x, points in (("Fig. 4a", "n", {"6"}), ("Fig. 4b", "m", {"6", "8"})):
+        (spec,) = [items[0]["content"] for key, items in shown.items() if key.startswith(name)]
+        records = spec["data"]["values"]
+        assert {r[x] for r in records} == points and {r["field"] for r in records} == {"none", "qb", "dsl"}
+        for r in records:
+            assert float(r[r["field"] + "_lo"]) <= float(r[r["field"]]) <= float(r[r["field"] + "_hi"])
+    assert any(key.endswith("metrics/paper/fig4b.png") for key in shown)
+
+
+def test_tab6_offline_tag_model_row_from_a_real_dvc_experiment(template, clean):
+    """The miniature of Tab. 6 (and Tab. 10/11): the offline "weaker" taggers re-run the DAG from
+    the taggers on (never prepare or frames); the tables have both tag models, with tag counts."""
+    repo = committed_default_run(template, clean, "tab6")
+    queue = sh([MACVR, "paper-tables", "-t", "tab6", "--queue-commands"], repo).splitlines()
+    command = next(line for line in queue if "-n tab6-offline-weaker " in line)
+    assert command.startswith("dvc exp run --queue ") and "sampling.filler_prob=1.0" in command, queue
+    ran = _exp_run_now(command, repo)
+    temperatures = {f"{s}@{t}" for s in ("tag_text", "tag_video") for t in ("t07", "t08", "t09", "t10")}
+    assert temperatures | {"clean_tags", "backbone", "features", "train@macvr", "train@dicosa"} <= ran, ran
+    assert not ran & {"prepare", "frames", "caption_video", "caption_text"}, ran
+    sh([MACVR, "paper-tables", "-t", "tab6", "-t", "tab10", "-t", "tab11", "--out", "paper", "--resamples", "200"],
+       repo)
+    tab6 = json.loads((repo / "paper/tab6.json").read_text())
+    by_run = {row["run"]: (label, row) for label, row in tab6["rows"].items() if row["run"]}
+    assert by_run["HEAD"][0] == "params.yaml taggers"
+    label, row = by_run["tab6-offline-weaker"]
+    assert label.startswith("offline, weaker")
+    diff = row["diff"]["none"]["R1"]
+    assert diff["lo"] <= diff["diff"] <= diff["hi"] and 0 < diff["p"] <= 1
+    for stats in ("tab10", "tab11"):
+        rows = json.loads((repo / f"paper/{stats}.json").read_text())["rows"]
+        assert len(rows) == 2, rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -237,7 +238,8 @@ def test_tables_json_and_csv_carry_the_metrics_files_numbers(in_repo, tmp_path):
     result = CliRunner().invoke(app, ["paper-tables", "--no-diff", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.iterdir()} == {f"{t}.{e}" for t in (*TABLES, "tab1", "tab10", "tab11")
-                                               for e in ("md", "json")} | {"fig4a.csv", "fig4b.csv"}
+                                               for e in ("md", "json")} | {f"fig4{f}.{e}" for f in "ab"
+                                                                           for e in ("csv", "png")}
     assert "tab5: 3 of 6 rows have a run; missing: 0, 2, 10" in result.output
     assert "not in any table: a2-seed1 (tab5: differs in train.seed" in result.output
     assert "not in any table: seed1" in result.output and "not in any table: m6" not in result.output
@@ -274,6 +276,51 @@ def test_tables_json_and_csv_carry_the_metrics_files_numbers(in_repo, tmp_path):
     assert tab7["rows"]["Visual captions (offline clip) + textual tags"]["values"]["dsl"]["R1"] == \
         metrics_file(40.0)["t2v"]["dsl"]["R1"]
     assert "Captions: VL2 + L3.1" in tab7["missing"]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_fig4_plots_draw_each_strategy_with_its_interval_through_dvc(in_repo, tmp_path):
+    """The PNG's points are the CSV's, on the swept axis; the dvc.yaml plot definitions with the
+    interval_band template render through `dvc plots show` with a band per strategy and revision."""
+    from pipeline.ablations.figure import points
+    from pipeline.ablations.render import build
+
+    out = tmp_path / "paper"
+    result = CliRunner().invoke(app, ["paper-tables", "--no-diff", "-t", "fig4a", "-t", "fig4b", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for f in ("fig4a", "fig4b"):
+        assert (out / f"{f}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    m = _matches(("fig4a", "fig4b"))
+    pts = points(build(m["fig4b"], None, lambda run: None))  # x = M: N is 6 throughout
+    assert {s: [p[0] for p in v] for s, v in pts.items()} == {s: [4, 6, 8] for s in ("none", "qb", "dsl")}
+    assert pts["dsl"][2][1:] == tuple(metrics_file(10.0)["t2v"]["dsl"][k] for k in ("R1", "R1_lo", "R1_hi"))
+    assert [p[0] for p in points(build(m["fig4a"], None, lambda run: None))["none"]] == [4, 6]  # x = N = M
+
+    plots = [p for p in yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
+             if isinstance(p, dict) and "fig4" in json.dumps(p)]
+    assert len(plots) == 2
+    repo = tmp_path / "plots"
+    (repo / "metrics" / "paper").mkdir(parents=True)
+    for f in ("fig4a", "fig4b"):
+        shutil.copy(out / f"{f}.csv", repo / "metrics" / "paper" / f"{f}.csv")
+    (repo / ".dvc" / "plots").mkdir(parents=True)
+    shutil.copy(REPO / ".dvc" / "plots" / "interval_band.json", repo / ".dvc" / "plots")
+    (repo / ".dvc" / "config").write_text("[core]\n    no_scm = True\n")
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"plots": plots}))
+    shown = subprocess.run(["dvc", "plots", "show", "--json"], cwd=repo, check=True, capture_output=True,
+                           text=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"}).stdout
+    specs = {name: items[0]["content"] for name, items in json.loads(shown)["data"].items() if items[0]["content"]}
+    assert len(specs) == 2 and "<DVC_METRIC" not in json.dumps(specs)
+    for name, spec in specs.items():
+        x = "n" if "4a" in name else "m"
+        assert spec["encoding"]["x"]["field"] == "x_value" and f"datum['{x}']" in json.dumps(spec["transform"])
+        records = spec["data"]["values"]
+        assert {r["field"] for r in records} == {"none", "qb", "dsl"}
+        for r in records:  # what the template computes: value, lo, hi of the record's own strategy
+            lo, v, hi = (float(r[r["field"] + b]) for b in ("_lo", "", "_hi"))
+            assert lo < v < hi and r["x"].split("-")[0 if x == "n" else 1] == r[x]
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from pipeline.ablations.figure import plot_png
 from pipeline.ablations.match import EXP_REF, Run, TableMatch, match_table
 from pipeline.ablations.registry import TABLES
 from pipeline.ablations.render import build, markdown, plot_csv, to_json
@@ -91,7 +92,8 @@ def paper_tables(
     table: Annotated[Optional[list[str]], typer.Option(
         "--table", "-t", help=f"A table to build: {', '.join([*TABLES, *STAT_TABLES])} "
                               "(repeatable; default: all).")] = None,
-    out: Annotated[Path, typer.Option(help="Folder of <table>.md, <table>.json and, for Fig. 4, <table>.csv.")]
+    out: Annotated[Path, typer.Option(
+        help="Folder of <table>.md, <table>.json and, for Fig. 4, <table>.csv and <table>.png.")]
         = Path("metrics/paper"),
     queue_commands: Annotated[bool, typer.Option(
         "--queue-commands", help="Only print the `dvc exp run --queue` command of every missing row.")] = False,
@@ -110,7 +112,8 @@ def paper_tables(
     macvr paper-tables --queue-commands | sh && dvc queue start   # then, once `dvc queue status` is done:
     macvr paper-tables
 
-    Fig. 4 as plots: dvc plots show metrics/paper/fig4a.csv -x n -y dsl
+    Fig. 4 as plots (one line per strategy with its interval band; also <table>.png):
+    dvc plots show   # or: dvc plots diff <exp> ...
     """
     chosen = table or [*TABLES, *STAT_TABLES]
     unknown = [i for i in chosen if i not in TABLES and i not in STAT_TABLES]
@@ -150,7 +153,8 @@ def paper_tables(
             written = [f"{i}.md", f"{i}.json"]
             if match.table.plot:
                 _write(plot_csv(res), out / f"{i}.csv")
-                written.append(f"{i}.csv")
+                plot_png(res, out / f"{i}.png")
+                written += [f"{i}.csv", f"{i}.png"]
             _summary(match, res.no_diff, out, written)
     _unplaced(matches)
 

@@ -26,7 +26,7 @@ from pipeline.tags.common import answered_row, check_and_write, offline_fingerpr
 from pipeline.tags.generate import TagRequest, generate_answers, iter_requests
 from pipeline.tags.inputs import VideoFrames, count_videos, iter_video_frames, read_captions
 from pipeline.tags.lexicon import load_lexicon
-from pipeline.tags.offline_visual import OfflineVisualConfig, analyse_video
+from pipeline.tags.offline_visual import OfflineVisualConfig, analyse_video, analysis_knobs
 from pipeline.tags.prompts import load_prompt
 from pipeline.tags.raw import RawRow, write_raw
 from pipeline.tags.seeds import derive_seed
@@ -84,7 +84,8 @@ def _video_offline_rows(frames_path: Path, cfg: CaptionVideoConfig, analysis: Of
     if still:  # one frame: every object is a one-frame track
         analysis = dataclasses.replace(analysis, min_track_frames=1)
     fingerprint = _fingerprint(captioner=dataclasses.asdict(cfg.offline), input=cfg.input,
-                               num=cfg.num_captions, analysis=offline_fingerprint(analysis, lexicon.sha256))
+                               num=cfg.num_captions,
+                               analysis=offline_fingerprint(analysis_knobs(analysis), lexicon.sha256))
     rows = []
     for video in tqdm(_video_inputs(frames_path, cfg), total=count_videos(frames_path),
                       desc=f"caption_video offline ({cfg.input})", unit="video"):

@@ -15,8 +15,10 @@ from pipeline.tags.raw import RawRow, write_raw
 
 
 def offline_fingerprint(cfg: object, lexicon_sha: str) -> str:
-    """Hash of an offline tagger's knobs + lexicon: its stand-in for a prompt hash."""
-    blob = json.dumps({"config": asdict(cfg), "lexicon": lexicon_sha}, sort_keys=True)
+    """Hash of an offline tagger's knobs (a dataclass, or a mapping of the knobs that count) + lexicon:
+    its stand-in for a prompt hash."""
+    knobs = cfg if isinstance(cfg, dict) else asdict(cfg)
+    blob = json.dumps({"config": knobs, "lexicon": lexicon_sha}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

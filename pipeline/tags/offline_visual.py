@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +65,19 @@ class ObjectEvents:
     size: str | None  # "growth"/"shrinking"/None
     appears: bool
     disappears: bool
+
+
+#: Knobs of the tags drawn from an analysis, not of the analysis itself (what an object is,
+#: how it moves): the offline captioner, which reads the analysis only, does not depend on them.
+TAGGING_ONLY = ("mention_bonus", "sampling")
+#: The params keys of the pixel analysis (what the offline captioner's stage declares in dvc.yaml).
+ANALYSIS_PARAMS = tuple(f"tag_video.offline.{f.name}" for f in fields(OfflineVisualConfig)
+                        if f.name not in TAGGING_ONLY)
+
+
+def analysis_knobs(cfg: OfflineVisualConfig) -> dict[str, Any]:
+    """The config's pixel-analysis knobs and lexicon (everything but :data:`TAGGING_ONLY`)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in TAGGING_ONLY}
 
 
 def _majority(values: Sequence[str]) -> str:

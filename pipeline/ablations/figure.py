@@ -1,0 +1,58 @@
+"""Fig. 4 as a PNG: R@1 against the number of tags, one line per strategy with its interval band.
+
+The same numbers as ``<table>.csv`` (:func:`pipeline.ablations.render.plot_csv`), which ``dvc plots``
+draws with ``.dvc/plots/interval_band.json``; the PNG is for reading without a browser (and for
+``dvc plots show`` / ``diff``, which embed it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.ablations.render import PLOT_METRIC, TableResult
+from pipeline.evaluation.outputs import save_figure
+from pipeline.retrieval import strategy_label
+
+AXIS_LABELS = {"n": "tags per training draw N = tags at inference M", "m": "tags at inference M (training N = 6)"}
+
+
+def points(res: TableResult) -> dict[str, list[tuple[int, float, float, float]]]:
+    """Per strategy, ``(x, value, lo, hi)`` of every row with a run, sorted by x (the table's
+    ``plot`` coordinate of the row label ``"N-M"``)."""
+    t = res.match.table
+    pick = 0 if t.plot == "n" else 1
+    out: dict[str, list[tuple[int, float, float, float]]] = {}
+    for row in res.match.rows:
+        by = res.values.get(row.label)
+        if by is None:
+            continue
+        x = int(row.label.split("-")[pick])
+        for s in t.strategies:
+            if s in by:
+                cell = by[s]
+                out.setdefault(s, []).append((x, cell[PLOT_METRIC], cell[f"{PLOT_METRIC}_lo"],
+                                              cell[f"{PLOT_METRIC}_hi"]))
+    return {s: sorted(v) for s, v in out.items()}
+
+
+def plot_png(res: TableResult, path: str | Path, dpi: int = 120) -> None:
+    """Write the figure: a line and a shaded interval per strategy, the reference row marked."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    t = res.match.table
+    fig = Figure(figsize=(5.6, 3.8))
+    ax = fig.subplots()
+    for s, pts in points(res).items():
+        xs, ys, lo, hi = zip(*pts)
+        (line,) = ax.plot(xs, ys, marker="o", markersize=4, label=strategy_label(s))
+        ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+    ref = res.match.reference
+    if ref.run is not None:
+        ax.axvline(int(ref.label.split("-")[0 if t.plot == "n" else 1]), color="grey", linestyle=":",
+                   linewidth=1, label=f"reference {ref.label}")
+    ax.set_xlabel(AXIS_LABELS.get(t.plot, t.plot))
+    ax.set_ylabel(f"{t.variant} {t.direction} R@1 (%)")
+    ax.set_title(f"{t.title} ({int(round(100 * res.level))}% intervals)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, path, dpi)
