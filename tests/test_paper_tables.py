@@ -323,6 +323,27 @@ def test_fig4_plots_draw_each_strategy_with_its_interval_through_dvc(in_repo, tm
             assert lo < v < hi and r["x"].split("-")[0 if x == "n" else 1] == r[x]
 
 
+def test_fig4_png_has_a_line_and_band_per_strategy_and_the_tag_free_baseline(in_repo, monkeypatch):
+    import pipeline.ablations.command as command
+    from pipeline.ablations.figure import figure
+    from pipeline.ablations.render import build
+
+    m = _matches(("fig4b",))["fig4b"]
+    assert command._baseline(m) is None  # HEAD has no metrics/dicosa.json: no level drawn
+    monkeypatch.setattr(command, "_variant_metrics", lambda rev, variant: metrics_file(3.0) if variant == "dicosa"
+                        else None)
+    baseline = command._baseline(m)
+    assert baseline == {s: metrics_file(3.0)["t2v"][s]["R1"] for s in STRATEGIES}
+    (ax,) = figure(build(m, None, lambda run: None), baseline).axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert {"none", "QB-Norm", "DSL", "DiCoSA DSL", "reference 6-8"} <= set(lines), set(lines)
+    assert list(lines["DSL"].get_xdata()) == [4, 6, 8]
+    assert list(lines["DSL"].get_ydata()) == [metrics_file(b)["t2v"]["dsl"]["R1"] for b in (32.0, 34.0, 10.0)]
+    assert set(lines["DiCoSA DSL"].get_ydata()) == {baseline["dsl"]}
+    assert lines["DiCoSA DSL"].get_color() == lines["DSL"].get_color()
+    assert len(ax.collections) == 3  # one interval band per strategy
+
+
 @pytest.fixture(scope="module")
 def evals(tmp_path_factory) -> dict[str, Path]:
     """Per-query ranks: the reference, a clearly better run and one with the reference's ranks."""

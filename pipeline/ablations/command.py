@@ -83,6 +83,16 @@ def _loader(workdir: Path, variant: str) -> Callable[[Run], EvalResult]:
     return load
 
 
+def _baseline(match: TableMatch, variant: str = "dicosa") -> dict[str, float] | None:
+    """R@1 per strategy of the default run's ``variant`` (DiCoSA reads no tags: one level for
+    every point of Fig. 4), or None when HEAD has no such metrics file."""
+    metrics = _variant_metrics(match.head, variant)
+    if metrics is None:
+        return None
+    by = metrics.get(match.table.direction, {})
+    return {s: float(by[s]["R1"]) for s in match.table.strategies if s in by and "R1" in by[s]}
+
+
 def _write(text: str, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -153,7 +163,7 @@ def paper_tables(
             written = [f"{i}.md", f"{i}.json"]
             if match.table.plot:
                 _write(plot_csv(res), out / f"{i}.csv")
-                plot_png(res, out / f"{i}.png")
+                plot_png(res, out / f"{i}.png", baseline=_baseline(match))
                 written += [f"{i}.csv", f"{i}.png"]
             _summary(match, res.no_diff, out, written)
     _unplaced(matches)

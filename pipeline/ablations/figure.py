@@ -35,8 +35,16 @@ def points(res: TableResult) -> dict[str, list[tuple[int, float, float, float]]]
     return {s: sorted(v) for s, v in out.items()}
 
 
-def plot_png(res: TableResult, path: str | Path, dpi: int = 120) -> None:
-    """Write the figure: a line and a shaded interval per strategy, the reference row marked."""
+def plot_png(res: TableResult, path: str | Path, dpi: int = 120,
+             baseline: dict[str, float] | None = None, baseline_name: str = "DiCoSA") -> None:
+    """Write :func:`figure` as a PNG."""
+    save_figure(figure(res, baseline, baseline_name), path, dpi)
+
+
+def figure(res: TableResult, baseline: dict[str, float] | None = None, baseline_name: str = "DiCoSA"):
+    """A line and a shaded interval per strategy, the reference row marked and, with ``baseline``
+    (strategy -> R@1 of a model that reads no tags, so one value for every x), a dashed level per
+    strategy in its colour, as the paper compares Fig. 4b with DiCoSA."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
     t = res.match.table
@@ -46,6 +54,9 @@ def plot_png(res: TableResult, path: str | Path, dpi: int = 120) -> None:
         xs, ys, lo, hi = zip(*pts)
         (line,) = ax.plot(xs, ys, marker="o", markersize=4, label=strategy_label(s))
         ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+        if baseline and s in baseline:
+            ax.axhline(baseline[s], color=line.get_color(), linestyle="--", linewidth=1,
+                       label=f"{baseline_name} {strategy_label(s)}")
     ref = res.match.reference
     if ref.run is not None:
         ax.axvline(int(ref.label.split("-")[0 if t.plot == "n" else 1]), color="grey", linestyle=":",
@@ -55,4 +66,4 @@ def plot_png(res: TableResult, path: str | Path, dpi: int = 120) -> None:
     ax.set_title(f"{t.title} ({int(round(100 * res.level))}% intervals)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    save_figure(fig, path, dpi)
+    return fig
