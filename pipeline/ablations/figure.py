@@ -63,7 +63,10 @@ def figure(res: TableResult, baseline: dict[str, float] | None = None, baseline_
                    linewidth=1, label=f"reference {ref.label}")
     ax.set_xlabel(AXIS_LABELS.get(t.plot, t.plot))
     ax.set_ylabel(f"{t.variant} {t.direction} R@1 (%)")
-    ax.set_title(f"{t.title} ({int(round(100 * res.level))}% intervals)", fontsize=9)
+    ax.set_title(f"{t.title}; bands: {int(round(100 * res.level))}% intervals", fontsize=9)
+    xs_all = sorted({p[0] for pts in points(res).values() for p in pts})
+    if xs_all:
+        ax.set_xticks(xs_all)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not over them
     return fig
