@@ -50,7 +50,8 @@ def figure(res: TableResult, baseline: dict[str, float] | None = None, baseline_
     t = res.match.table
     fig = Figure(figsize=(5.6, 3.8))
     ax = fig.subplots()
-    for s, pts in points(res).items():
+    curves = points(res)
+    for s, pts in curves.items():
         xs, ys, lo, hi = zip(*pts)
         (line,) = ax.plot(xs, ys, marker="o", markersize=4, label=strategy_label(s))
         ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
@@ -64,7 +65,7 @@ def figure(res: TableResult, baseline: dict[str, float] | None = None, baseline_
     ax.set_xlabel(AXIS_LABELS.get(t.plot, t.plot))
     ax.set_ylabel(f"{t.variant} {t.direction} R@1 (%)")
     ax.set_title(f"{t.title}; bands: {int(round(100 * res.level))}% intervals", fontsize=9)
-    xs_all = sorted({p[0] for pts in points(res).values() for p in pts})
+    xs_all = sorted({p[0] for pts in curves.values() for p in pts})
     if xs_all:
         ax.set_xticks(xs_all)
     ax.grid(alpha=0.3)
