@@ -181,6 +181,12 @@ def committed_default_run(template: Path, clean: tuple[Path, float], name: str) 
     return repo
 
 
+def _exp_run_now(command: str, repo: Path) -> set[str]:
+    """Run a `dvc exp run --queue ...` line at once; the stages it ran."""
+    out = sh([DVC, "exp", "run", *[a for a in command.split()[3:] if a != "--queue"]], repo)
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+
+
 def test_a_paper_table_from_a_real_dvc_experiment(template, clean):
     """The miniature of Tab. 5: the default run committed, one `dvc exp run` of the α row that
     `macvr paper-tables` asks for, then the table: both rows, the paired Δ to the reference."""
@@ -188,9 +194,8 @@ def test_a_paper_table_from_a_real_dvc_experiment(template, clean):
     queue = sh([MACVR, "paper-tables", "-t", "tab5", "--queue-commands"], repo)
     command = next(line for line in queue.splitlines() if "-n tab5-a0 " in line)
     assert command.startswith("dvc exp run --queue ") and "++variants.macvr.loss.alpha_align=0" in command
-    out = sh([DVC, "exp", "run", *[a for a in command.split()[3:] if a != "--queue"]], repo)  # run it now
-    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert "train@macvr" in ran and "train@dicosa" not in ran, out  # α feeds MAC-VR's training only
+    ran = _exp_run_now(command, repo)
+    assert "train@macvr" in ran and "train@dicosa" not in ran, ran  # α feeds MAC-VR's training only
     sh([MACVR, "paper-tables", "-t", "tab5", "--out", "paper", "--resamples", "200"], repo)
     table = json.loads((repo / "paper/tab5.json").read_text())
     by_run = {row["run"]: row for row in table["rows"].values() if row["run"]}
@@ -211,10 +216,9 @@ def test_tab7_auxiliary_captions_from_a_real_dvc_experiment(template, clean):
     queue = sh([MACVR, "paper-tables", "-t", "tab7", "--queue-commands"], repo)
     command = next(line for line in queue.splitlines() if "-n tab7-video-tags " in line)
     assert command == "dvc exp run --queue -n tab7-video-tags -S features.auxiliary.visual=captions", queue
-    out = sh([DVC, "exp", "run", *[a for a in command.split()[3:] if a != "--queue"]], repo)
-    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert {"caption_video", "clean_captions", "features", "train@macvr", "evaluate@macvr"} <= ran, out
-    assert not ran & {"caption_text", "backbone", "clean_tags", "train@dicosa", "evaluate@dicosa"}, out
+    ran = _exp_run_now(command, repo)
+    assert {"caption_video", "clean_captions", "features", "train@macvr", "evaluate@macvr"} <= ran, ran
+    assert not ran & {"caption_text", "backbone", "clean_tags", "train@dicosa", "evaluate@dicosa"}, ran
     refs = sh(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"], repo).split("\n")
     (rev,) = [line.split()[0] for line in refs if line.endswith("/tab7-video-tags")]
     aux = json.loads(sh(["git", "show", f"{rev}:metrics/aux_captions.json"], repo))
@@ -227,12 +231,6 @@ def test_tab7_auxiliary_captions_from_a_real_dvc_experiment(template, clean):
     assert label == "Visual captions (offline clip) + textual tags"
     diff = row["diff"]["none"]["R1"]
     assert diff["lo"] <= diff["diff"] <= diff["hi"] and 0 < diff["p"] <= 1
-
-
-def _exp_run_now(command: str, repo: Path) -> set[str]:
-    """Run a `dvc exp run --queue ...` line at once; the stages it ran."""
-    out = sh([DVC, "exp", "run", *[a for a in command.split()[3:] if a != "--queue"]], repo)
-    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
 
 
 def test_fig4_point_from_a_real_dvc_experiment_with_its_plots(template, clean):

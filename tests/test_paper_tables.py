@@ -278,7 +278,7 @@ def test_tables_json_and_csv_carry_the_metrics_files_numbers(in_repo, tmp_path):
     assert "Captions: VL2 + L3.1" in tab7["missing"]
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REAL_PARAMS.parent
 
 
 def test_fig4_plots_draw_each_strategy_with_its_interval_through_dvc(in_repo, tmp_path):

@@ -9,24 +9,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.ablations.match import RowMatch
+from pipeline.ablations.registry import INFER_TAGS, TRAIN_TAGS
 from pipeline.ablations.render import PLOT_METRIC, TableResult
 from pipeline.evaluation.outputs import save_figure
 from pipeline.retrieval import strategy_label
 
 AXIS_LABELS = {"n": "tags per training draw N = tags at inference M", "m": "tags at inference M (training N = 6)"}
+PLOT_KEYS = {"n": TRAIN_TAGS, "m": INFER_TAGS}  # a table's ``plot`` coordinate -> the params key it reads
+
+
+def _x(row: RowMatch, plot: str) -> int:
+    return int(row.values[PLOT_KEYS[plot]])
 
 
 def points(res: TableResult) -> dict[str, list[tuple[int, float, float, float]]]:
-    """Per strategy, ``(x, value, lo, hi)`` of every row with a run, sorted by x (the table's
-    ``plot`` coordinate of the row label ``"N-M"``)."""
+    """Per strategy, ``(x, value, lo, hi)`` of every row with a run, sorted by x (the row's value
+    of the table's ``plot`` coordinate)."""
     t = res.match.table
-    pick = 0 if t.plot == "n" else 1
     out: dict[str, list[tuple[int, float, float, float]]] = {}
     for row in res.match.rows:
         by = res.values.get(row.label)
         if by is None:
             continue
-        x = int(row.label.split("-")[pick])
+        x = _x(row, t.plot)
         for s in t.strategies:
             if s in by:
                 cell = by[s]
@@ -60,7 +66,7 @@ def figure(res: TableResult, baseline: dict[str, float] | None = None, baseline_
                        label=f"{baseline_name} {strategy_label(s)}")
     ref = res.match.reference
     if ref.run is not None:
-        ax.axvline(int(ref.label.split("-")[0 if t.plot == "n" else 1]), color="grey", linestyle=":",
+        ax.axvline(_x(ref, t.plot), color="grey", linestyle=":",
                    linewidth=1, label=f"reference {ref.label}")
     ax.set_xlabel(AXIS_LABELS.get(t.plot, t.plot))
     ax.set_ylabel(f"{t.variant} {t.direction} R@1 (%)")
